@@ -1,0 +1,169 @@
+//! Arguments of every subcommand, and their conversion into the library's configs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+mod bench;
+mod connect;
+mod logger;
+mod serve;
+
+/// The default address of every subcommand.
+const DEFAULT_ADDR: &str = "localhost:8007";
+
+#[derive(FromArgs, Debug)]
+/// A CRLF line echo server, client and load generator.
+struct Cli {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub(crate) enum Command {
+    Serve(serve::ServeArgs),
+    Connect(connect::ConnectArgs),
+    Bench(bench::BenchArgs),
+}
+
+impl Command {
+    /// Runs the subcommand to its end.
+    pub(crate) fn run(self) -> ExitCode {
+        match self {
+            Command::Serve(args) => serve::run(args),
+            Command::Connect(args) => connect::run(args),
+            Command::Bench(args) => bench::run(args),
+        }
+    }
+}
+
+/// Parses the whole command line (`argv[0]` first). Help and version are printed here and come
+/// back as `Err(success)`; a usage error is printed with a hint and comes back as status 2.
+pub(crate) fn parse(argv: Vec<String>) -> Result<Command, ExitCode> {
+    let name = "echo";
+    let mut args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    // argh has no aliases for subcommands: accept the other names by rewriting the word.
+    if let Some(word) = args.first_mut() {
+        *word = match *word {
+            "server" => "serve",
+            "client" => "connect",
+            other => other,
+        };
+    }
+    let cli = match Cli::from_args(&[name], &args) {
+        Ok(cli) => cli,
+        Err(exit) if exit.status.is_ok() => {
+            println!("{}", exit.output);
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(exit) => return Err(usage_error(exit.output.trim_end(), &hint(&args))),
+    };
+    if cli.version {
+        println!("echo {}", env!("CARGO_PKG_VERSION"));
+        return Err(ExitCode::SUCCESS);
+    }
+    let Some(command) = cli.command else {
+        let help = Cli::from_args(&[name], &["--help"]).err().map(|exit| exit.output).unwrap_or_default();
+        eprintln!("{}", help.trim_end());
+        return Err(ExitCode::from(2));
+    };
+    if let Err(message) = command.validate() {
+        return Err(usage_error(&message, &hint(&args)));
+    }
+    Ok(command)
+}
+
+impl Command {
+    /// Checks what argh cannot: ranges and combinations.
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Command::Serve(args) => args.validate(),
+            Command::Connect(_) => Ok(()),
+            Command::Bench(args) => args.validate(),
+        }
+    }
+}
+
+/// `echo serve --help` for a serve error, `echo --help` when no subcommand was recognised.
+fn hint(args: &[&str]) -> String {
+    match args.first() {
+        Some(&sub @ ("serve" | "connect" | "bench")) => format!("echo {sub} --help"),
+        _ => "echo --help".to_string(),
+    }
+}
+
+fn usage_error(message: &str, hint: &str) -> ExitCode {
+    // argh starts its messages with a capital and ends some with a newline; keep one line.
+    let message = message.lines().next().unwrap_or_default();
+    eprintln!("echo: {message}");
+    eprintln!("run {hint} for usage");
+    ExitCode::from(2)
+}
+
+/// Parses `250ms`, `30s`, `2m`, `1h` or a plain number of seconds (fractions allowed).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration '{text}': use a number with ms, s, m or h, e.g. 250ms, 30s");
+    let (number, unit_secs) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    if !value.is_finite() || value < 0.0 || number.starts_with('+') {
+        return Err(invalid());
+    }
+    Duration::try_from_secs_f64(value * unit_secs).map_err(|_| invalid())
+}
+
+/// A flag that must be at least `min`.
+fn at_least(flag: &str, value: usize, min: usize) -> Result<(), String> {
+    if value < min {
+        return Err(format!("{flag} must be at least {min}, not {value}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_every_documented_form() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        for bad in ["banana", "", "ms", "-1s", "1d", "inf", "NaN", "1e400", "+3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn parse_ok(args: &[&str]) -> Command {
+        let argv = ["echo"].iter().chain(args).map(|s| s.to_string()).collect();
+        parse(argv).expect("parses")
+    }
+
+    #[test]
+    fn server_and_client_are_other_names() {
+        assert!(matches!(parse_ok(&["server"]), Command::Serve(_)));
+        assert!(matches!(parse_ok(&["client"]), Command::Connect(_)));
+    }
+}

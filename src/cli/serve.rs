@@ -1,0 +1,158 @@
+//! `echo serve`: the process around the library's server: threads, signals, limits, output.
+
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use argh::FromArgs;
+use async_executor::Executor;
+use async_signal::{Signal, Signals};
+use futures_lite::StreamExt;
+use log::LevelFilter;
+use smol_echo::{EchoConfig, Server, ServerConfig, Summary};
+
+use super::{DEFAULT_ADDR, at_least, logger, parse_duration};
+
+#[derive(FromArgs, Debug)]
+/// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
+/// ends a session. SIGINT or SIGTERM stops it gracefully; a second signal stops it at once.
+#[argh(subcommand, name = "serve")]
+pub(crate) struct ServeArgs {
+    /// address to listen on, host:port or [v6addr]:port; repeatable; a host name binds every
+    /// address it resolves to (default localhost:8007)
+    #[argh(option)]
+    listen: Vec<String>,
+    /// close a connection that completes no line, or takes no echo, for this long: 250ms, 30s,
+    /// 2m or seconds; 0 turns both timeouts off (default 30s)
+    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(30)")]
+    idle_timeout: Duration,
+    /// longest line accepted, in bytes with its CR LF; a longer one closes the connection
+    /// (default 65536)
+    #[argh(option, default = "65536")]
+    max_line: usize,
+    /// connections served at once; more wait in the listen backlog (default 10000)
+    #[argh(option, default = "10000")]
+    max_connections: usize,
+    /// executor threads (default: the number of CPUs)
+    #[argh(option)]
+    threads: Option<usize>,
+    /// on a signal, time allowed to echo the lines that have arrived; 0 closes at once
+    /// (default 5s)
+    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(5)")]
+    grace: Duration,
+    /// print only the listening lines, the summary, warnings and errors
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+    /// print debug detail too
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+impl ServeArgs {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        // The shortest line is CR LF; the sentinel needs three bytes.
+        at_least("--max-line", self.max_line, 3)?;
+        at_least("--max-connections", self.max_connections, 1)?;
+        at_least("--threads", self.threads.unwrap_or(1), 1)?;
+        if self.quiet && self.verbose {
+            return Err("--quiet and --verbose cannot be used together".into());
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            echo: EchoConfig {
+                idle_timeout: Some(self.idle_timeout).filter(|d| !d.is_zero()),
+                max_line: self.max_line,
+                grace: self.grace,
+            },
+            max_connections: self.max_connections,
+        }
+    }
+
+    fn log_level(&self) -> LevelFilter {
+        match (self.quiet, self.verbose) {
+            (true, _) => LevelFilter::Warn,
+            (_, true) => LevelFilter::Debug,
+            _ => LevelFilter::Info,
+        }
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    logger::init(args.log_level());
+    match serve(args) {
+        Ok(summary) => {
+            let unfinished = match summary.unfinished {
+                0 => String::new(),
+                n => format!(", {n} cut off at the end of the grace period"),
+            };
+            eprintln!(
+                "shutdown: {} connections, {} lines, {} bytes echoed{unfinished}",
+                summary.connections, summary.lines, summary.bytes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("echo: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> std::io::Result<Summary> {
+    raise_open_file_limit();
+    // Signals are caught before the listening lines go out, so that whoever waits for those
+    // lines can signal at once.
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let listen = if args.listen.is_empty() { vec![DEFAULT_ADDR.to_string()] } else { args.listen.clone() };
+    let threads = args.threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = args.config();
+
+    let ex = Executor::new();
+    let (stop_helpers, helpers_stopped) = async_channel::bounded::<()>(1);
+    thread::scope(|scope| {
+        // This thread and `threads - 1` helpers all run the executor, and take turns driving
+        // the reactor when they have nothing else to do.
+        for _ in 1..threads {
+            let helpers_stopped = helpers_stopped.clone();
+            let ex = &ex;
+            scope.spawn(move || async_io::block_on(ex.run(helpers_stopped.recv())));
+        }
+        let served = async_io::block_on(ex.run(async {
+            let listeners = smol_echo::bind(&listen).await?;
+            let server = Server::new(listeners, config);
+            for addr in server.local_addrs()? {
+                eprintln!("listening on {addr}");
+            }
+            let shutdown = async {
+                if let Some(Ok(signal)) = signals.next().await {
+                    log::info!("{signal:?} received: shutting down");
+                }
+                // A second signal ends the process at once, as an impatient operator expects.
+                ex.spawn(async move {
+                    if let Some(Ok(signal)) = signals.next().await {
+                        std::process::exit(128 + signal as i32);
+                    }
+                })
+                .detach();
+            };
+            Ok(server.run(|task| ex.spawn(task).detach(), shutdown).await)
+        }));
+        stop_helpers.close();
+        served
+    })
+}
+
+/// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            log::warn!("cannot raise the open file limit: {err}");
+        }
+    }
+}

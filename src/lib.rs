@@ -1,0 +1,57 @@
+//! A CRLF line echo server, client and load generator, on the smol family of crates and usable
+//! on any executor.
+//!
+//! The line protocol: every line (bytes up to and including CR LF) is echoed back byte for byte;
+//! the line `.` ends the session; a session that completes no line within the idle timeout, takes
+//! no echo within it, or sends a line longer than the maximum is closed. End of input echoes any
+//! unterminated tail and closes.
+//!
+//! # Layout
+//!
+//! - [`echo`]: one session over any futures-io stream, with its [`EchoConfig`], returning a
+//!   [`Session`] with its [`CloseReason`].
+//! - [`Server`]: accepts on listeners from [`bind`], runs a session per connection on the
+//!   caller's executor, and stops gracefully when told to.
+//!
+//! # Examples
+//!
+//! Serve on a free port, echo one line, and shut down:
+//!
+//! ```
+//! use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+//! use smol_echo::{Server, ServerConfig};
+//!
+//! smol::block_on(async {
+//!     let listeners = smol_echo::bind(&["127.0.0.1:0"]).await?;
+//!     let server = Server::new(listeners, ServerConfig::default());
+//!     let addr = server.local_addrs()?[0];
+//!     let (stop, stopped) = async_channel::bounded::<()>(1);
+//!     let serving = smol::spawn(server.run(|task| smol::spawn(task).detach(), async move {
+//!         stopped.recv().await.ok();
+//!     }));
+//!
+//!     let mut client = async_net::TcpStream::connect(addr).await?;
+//!     client.write_all(b"hello\r\n.\r\n").await?;
+//!     let mut echoed = Vec::new();
+//!     client.read_to_end(&mut echoed).await?;
+//!     assert_eq!(echoed, b"hello\r\n");
+//!
+//!     stop.close();
+//!     let summary = serving.await;
+//!     assert_eq!((summary.connections, summary.lines), (1, 1));
+//!     std::io::Result::Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod alarm;
+mod framing;
+mod pool;
+mod server;
+mod session;
+
+pub use server::{ConnectionTask, Server, ServerConfig, Summary, bind};
+pub use session::{CloseReason, EchoConfig, Session, echo};

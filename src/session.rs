@@ -1,0 +1,385 @@
+//! One echo session: the line protocol over any byte stream.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::{self, Fuse, FutureExt};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::alarm::Alarm;
+use crate::framing::{self, Stop};
+use crate::pool;
+
+/// The limits of one echo session.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use smol_echo::EchoConfig;
+///
+/// let config = EchoConfig { idle_timeout: Some(Duration::from_millis(200)), ..EchoConfig::default() };
+/// assert_eq!(config.max_line, 65536);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoConfig {
+    /// How long the peer may go without completing a line, and how long the echo owed for one
+    /// read may take to write. `None` turns both timeouts off.
+    pub idle_timeout: Option<Duration>,
+    /// The longest line accepted, CR LF included. A longer line closes the session.
+    pub max_line: usize,
+    /// After shutdown is asked, how long the session may go on echoing the complete lines that
+    /// had already arrived. Zero closes at once.
+    pub grace: Duration,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig {
+            idle_timeout: Some(Duration::from_secs(30)),
+            max_line: 65536,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a session ended.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(smol_echo::CloseReason::IdleTimeout.to_string(), "idle timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer half-closed; everything it sent was echoed.
+    Eof,
+    /// The peer sent the line `.`.
+    Sentinel,
+    /// No complete line arrived within the idle timeout.
+    IdleTimeout,
+    /// A line grew past the maximum length.
+    LineTooLong,
+    /// The peer did not take the echo within the idle timeout.
+    WriteTimeout,
+    /// The peer reset the connection.
+    Reset,
+    /// The server shut down.
+    Shutdown,
+    /// Another I/O error ended the session.
+    Error(io::ErrorKind),
+}
+
+impl CloseReason {
+    fn from_error(err: io::Error) -> CloseReason {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            kind => CloseReason::Error(kind),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Sentinel => "sentinel",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::LineTooLong => "line too long",
+            CloseReason::WriteTimeout => "write timeout",
+            CloseReason::Reset => "reset",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error(kind) => return write!(f, "error: {kind}"),
+        })
+    }
+}
+
+/// What one session did: lines and bytes echoed, and why it ended.
+///
+/// An unterminated tail echoed at end of input counts as a line.
+///
+/// # Examples
+///
+/// ```
+/// let session = smol_echo::Session::default();
+/// assert_eq!((session.lines, session.bytes), (0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// Lines echoed.
+    pub lines: u64,
+    /// Bytes echoed, CR LF included.
+    pub bytes: u64,
+    /// Why the session ended.
+    pub reason: CloseReason,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session { lines: 0, bytes: 0, reason: CloseReason::Eof }
+    }
+}
+
+/// Runs one echo session over `io` until the peer ends it, a limit is hit, or `shutdown`
+/// completes and the lines that had arrived are echoed.
+///
+/// Works on any executor: timers come from `async-io`, and `io` is any futures-io stream (TCP,
+/// Unix socket, TLS, an in-memory pipe). Complete lines already read are echoed with one write;
+/// a waiting session holds one timer and no read buffer.
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::future;
+/// use smol_echo::{CloseReason, EchoConfig, echo};
+///
+/// // A cursor stands in for a socket: what is read comes from the slice, what is written lands
+/// // after it in the same buffer.
+/// let mut io = futures_lite::io::Cursor::new(b"hi\r\n.\r\n".to_vec());
+/// let session = future::block_on(echo(&mut io, &EchoConfig::default(), future::pending()));
+/// assert_eq!(session.reason, CloseReason::Sentinel);
+/// assert_eq!(&io.get_ref()[7..], b"hi\r\n");
+/// ```
+pub async fn echo<S, F>(io: S, config: &EchoConfig, shutdown: F) -> Session
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    let mut shutdown = pin!(future::fuse(shutdown));
+    let mut conn = Conn {
+        io,
+        config,
+        rx: RxBuf::default(),
+        alarm: Alarm::default(),
+        idle_deadline: config.idle_timeout.map(|d| Instant::now() + d),
+        grace_deadline: None,
+        lines: 0,
+        bytes: 0,
+    };
+    let reason = conn.run(shutdown.as_mut()).await;
+    conn.rx.release();
+    Session { lines: conn.lines, bytes: conn.bytes, reason }
+}
+
+/// Bytes read and not yet echoed, in a buffer lent by the pool while there are any.
+///
+/// `buf[start..end]` is owed: it starts at the first byte of a line. `buf[start..scanned]` was
+/// already searched for line ends and holds none.
+#[derive(Default)]
+struct RxBuf {
+    buf: Option<Vec<u8>>,
+    start: usize,
+    scanned: usize,
+    end: usize,
+}
+
+impl RxBuf {
+    fn owed(&self) -> &[u8] {
+        self.buf.as_ref().map_or(&[], |buf| &buf[self.start..self.end])
+    }
+
+    fn scan(&self, max_line: usize) -> framing::Scan {
+        framing::scan(self.owed(), self.scanned - self.start, max_line)
+    }
+
+    /// Marks `len` bytes as echoed and everything as scanned.
+    fn consume(&mut self, len: usize) {
+        self.start += len;
+        self.scanned = self.end;
+        if self.start == self.end {
+            self.release();
+        }
+    }
+
+    /// Gives the buffer back to the pool; whatever it held is dropped.
+    fn release(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            pool::give(buf);
+        }
+        *self = RxBuf::default();
+    }
+
+    /// Reads more bytes after the owed ones. Holds no buffer while it waits with nothing owed.
+    fn poll_fill<R>(&mut self, io: &mut R, cx: &mut Context<'_>, max_line: usize) -> Poll<io::Result<usize>>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let buf = self.buf.get_or_insert_with(pool::take);
+        if self.end == buf.len() {
+            if self.start > 0 {
+                buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.scanned -= self.start;
+                self.start = 0;
+            } else {
+                // One partial line fills the buffer and is still within the limit: grow for it.
+                let len = (buf.len() * 2).clamp(buf.len() + 1, max_line.max(buf.len()) + 1);
+                buf.resize(len, 0);
+            }
+        }
+        let poll = Pin::new(io).poll_read(cx, &mut buf[self.end..]);
+        match poll {
+            Poll::Ready(Ok(n)) => self.end += n,
+            Poll::Pending if self.start == self.end => self.release(),
+            _ => {}
+        }
+        poll
+    }
+}
+
+/// What woke a waiting session.
+enum Event {
+    /// Bytes arrived; zero means end of input.
+    Read(usize),
+    /// No complete line came within the idle timeout.
+    Idle,
+    /// Shutdown was asked, or the drain that follows it found nothing more to read.
+    Shutdown,
+}
+
+struct Conn<'a, S> {
+    io: S,
+    config: &'a EchoConfig,
+    rx: RxBuf,
+    alarm: Alarm,
+    idle_deadline: Option<Instant>,
+    /// Set once shutdown is asked: the session ends by then whatever it still owes.
+    grace_deadline: Option<Instant>,
+    lines: u64,
+    bytes: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
+    async fn run<F: Future<Output = ()>>(&mut self, mut shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
+        loop {
+            match self.next_event(shutdown.as_mut()).await {
+                Ok(Event::Read(0)) => return self.finish_at_eof(shutdown).await,
+                Ok(Event::Read(_)) => {}
+                Ok(Event::Idle) => return self.close(CloseReason::IdleTimeout).await,
+                Ok(Event::Shutdown) if self.grace_deadline.is_some() => {
+                    return self.close(CloseReason::Shutdown).await;
+                }
+                Ok(Event::Shutdown) => {
+                    self.begin_drain();
+                    continue;
+                }
+                Err(err) => return CloseReason::from_error(err),
+            }
+            let scan = self.rx.scan(self.config.max_line);
+            if scan.echo_end > 0 {
+                if let Err(reason) = self.write_owed(scan.echo_end, shutdown.as_mut()).await {
+                    return reason;
+                }
+                self.lines += scan.lines;
+                self.idle_deadline = self.config.idle_timeout.map(|d| Instant::now() + d);
+            }
+            self.rx.consume(scan.echo_end);
+            match scan.stop {
+                Some(Stop::Sentinel) => return self.close(CloseReason::Sentinel).await,
+                Some(Stop::TooLong) => return self.close(CloseReason::LineTooLong).await,
+                None => {}
+            }
+        }
+    }
+
+    /// Shutdown was asked: from now on read only what is already readable.
+    fn begin_drain(&mut self) {
+        self.grace_deadline = Some(Instant::now() + self.config.grace);
+    }
+
+    async fn next_event<F: Future<Output = ()>>(&mut self, shutdown: Pin<&mut Fuse<F>>) -> io::Result<Event> {
+        let Conn { io, rx, alarm, config, idle_deadline, grace_deadline, .. } = self;
+        let max_line = config.max_line;
+        let read = future::poll_fn(|cx| rx.poll_fill(io, cx, max_line));
+        if let Some(grace) = *grace_deadline {
+            if Instant::now() >= grace {
+                return Ok(Event::Shutdown);
+            }
+            return Ok(future::poll_once(read).await.transpose()?.map_or(Event::Shutdown, Event::Read));
+        }
+        let read = async { read.await.map(Event::Read) };
+        let idle = async {
+            alarm.until(*idle_deadline).await;
+            Ok(Event::Idle)
+        };
+        let stop = async {
+            shutdown.await;
+            Ok(Event::Shutdown)
+        };
+        read.or(idle).or(stop).await
+    }
+
+    /// Writes the first `len` owed bytes. A peer that reads slower than it sends gets the idle
+    /// timeout to take them all; a shutdown shortens that to the grace period.
+    async fn write_owed<F: Future<Output = ()>>(
+        &mut self,
+        len: usize,
+        mut shutdown: Pin<&mut Fuse<F>>,
+    ) -> Result<(), CloseReason> {
+        let Conn { io, rx, alarm, config, grace_deadline, bytes, .. } = self;
+        let mut write = io.write_all(&rx.owed()[..len]);
+        // Most writes finish at once; only a blocked one needs a deadline.
+        let finished = future::poll_once(&mut write).await.transpose().map_err(CloseReason::from_error)?;
+        if finished.is_none() {
+            let write_deadline = config.idle_timeout.map(|d| Instant::now() + d);
+            loop {
+                let grace = *grace_deadline;
+                let deadline = earliest(write_deadline, grace);
+                let alarm = &mut *alarm;
+                let timeout = async move {
+                    alarm.until(deadline).await;
+                    Err(if deadline == grace { CloseReason::Shutdown } else { CloseReason::WriteTimeout })
+                };
+                let written = async { (&mut write).await.map(|()| true).map_err(CloseReason::from_error) };
+                let stop = async {
+                    shutdown.as_mut().await;
+                    Ok(false)
+                };
+                if written.or(timeout).or(stop).await? {
+                    break;
+                }
+                // Shutdown asked mid-write: the write goes on, within the grace period.
+                *grace_deadline = Some(Instant::now() + config.grace);
+            }
+        }
+        *bytes += len as u64;
+        Ok(())
+    }
+
+    /// End of input: echo the unterminated tail as it is, then close.
+    async fn finish_at_eof<F: Future<Output = ()>>(&mut self, shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
+        let tail = self.rx.owed().len();
+        if tail > 0 {
+            if let Err(reason) = self.write_owed(tail, shutdown).await {
+                return reason;
+            }
+            self.lines += 1;
+        }
+        self.close(CloseReason::Eof).await
+    }
+
+    /// Flushes and half-closes, within the same deadline as a write.
+    async fn close(&mut self, reason: CloseReason) -> CloseReason {
+        let Conn { io, alarm, config, grace_deadline, .. } = self;
+        let deadline = earliest(config.idle_timeout.map(|d| Instant::now() + d), *grace_deadline);
+        let closed = async {
+            // A peer that already left makes the close fail; the reason for ending stands.
+            io.close().await.ok();
+        };
+        closed.or(alarm.until(deadline)).await;
+        reason
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
