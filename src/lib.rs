@@ -48,6 +48,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod alarm;
+mod bench;
+mod client;
 mod framing;
 mod pool;
 mod server;

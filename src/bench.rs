@@ -1,0 +1,1 @@
+//! The load generator: many connections, every echo checked, latency measured.

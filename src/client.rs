@@ -1,0 +1,1 @@
+//! The client: send lines, print their echoes.

@@ -1,0 +1,179 @@
+//! Helpers shared by the integration tests: a server process on port 0, an in-process server,
+//! and timeouts that turn a hang into a fast failure.
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
+use smol_echo::{Server, ServerConfig, Summary};
+
+/// The built `echo` binary.
+pub const ECHO: &str = env!("CARGO_BIN_EXE_echo");
+
+/// Runs `fut` to completion, failing the test if it takes longer than `limit`.
+pub fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
+    smol::block_on(fut.or(async move {
+        async_io::Timer::after(limit).await;
+        panic!("timed out after {limit:?}");
+    }))
+}
+
+/// An `echo serve` child process whose stderr is read line by line.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addrs: Vec<SocketAddr>,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line so far, including those already taken by `wait_for_line`.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `echo serve ARGS` and waits for `listeners` listening lines.
+    pub fn start(args: &[&str], listeners: usize) -> ServerProcess {
+        Self::start_command(Command::new(ECHO).arg("serve").args(args), listeners)
+    }
+
+    /// Starts a prepared command (e.g. under `prlimit`) and waits for its listening lines.
+    pub fn start_command(command: &mut Command, listeners: usize) -> ServerProcess {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start echo serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_writer = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log_writer.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = ServerProcess { child, addrs: Vec::new(), lines, log };
+        while server.addrs.len() < listeners {
+            let line = server
+                .wait_for_line("listening on ", Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("no listening line; stderr: {:?}", server.log()));
+            let addr = line.trim_start_matches("listening on ").parse().expect("address");
+            server.addrs.push(addr);
+        }
+        server
+    }
+
+    /// The first listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Waits for the next stderr line containing `pattern`, skipping others.
+    pub fn wait_for_line(&self, pattern: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(pattern) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (e.g. `rustix::process::Signal::TERM`) to the server.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).expect("signal the server");
+    }
+
+    /// Waits for the process to exit, or `None` after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's resident memory in bytes, from /proc.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.child.id())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Already exited is fine; otherwise make sure no server outlives its test.
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Resident memory of a process in bytes, from /proc/PID/status.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
+
+/// A library server on 127.0.0.1:0, served by its own thread on smol's executor.
+pub struct InProcessServer {
+    pub addr: SocketAddr,
+    stop: async_channel::Sender<()>,
+    thread: Option<thread::JoinHandle<Summary>>,
+}
+
+impl InProcessServer {
+    pub fn start(config: ServerConfig) -> InProcessServer {
+        let listeners = smol::block_on(smol_echo::bind(&["127.0.0.1:0"])).expect("bind");
+        let server = Server::new(listeners, config);
+        let addr = server.local_addrs().unwrap()[0];
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let thread = thread::spawn(move || {
+            let ex = smol::Executor::new();
+            smol::block_on(ex.run(server.run(
+                |task| ex.spawn(task).detach(),
+                async move {
+                    stopped.recv().await.ok();
+                },
+            )))
+        });
+        InProcessServer { addr, stop, thread: Some(thread) }
+    }
+
+    /// Asks for shutdown and returns the summary.
+    pub fn stop(mut self) -> Summary {
+        self.stop.close();
+        self.thread.take().unwrap().join().expect("server thread")
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        self.stop.close();
+    }
+}
