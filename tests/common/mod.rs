@@ -177,3 +177,4 @@ impl Drop for InProcessServer {
         self.stop.close();
     }
 }
+pub mod mem;

@@ -1,0 +1,1 @@
+//! In-memory streams for protocol tests (owned by the protocol-tests helper).
