@@ -128,7 +128,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Summary> {
             }
             let shutdown = async {
                 if let Some(Ok(signal)) = signals.next().await {
-                    log::info!("{signal:?} received: shutting down");
+                    log::info!("SIG{} received: shutting down", format!("{signal:?}").to_uppercase());
                 }
                 // A second signal ends the process at once, as an impatient operator expects.
                 ex.spawn(async move {
