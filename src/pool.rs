@@ -43,9 +43,9 @@ mod tests {
     #[test]
     fn returned_buffers_are_reused_and_grown_ones_are_not() {
         let buf = take();
-        let addr = buf.as_ptr();
+        let addr = buf.as_ptr() as usize;
         give(buf);
-        assert_eq!(take().as_ptr(), addr);
+        assert_eq!(take().as_ptr() as usize, addr);
         let mut grown = take();
         grown.resize(CHUNK * 2, 0);
         give(grown);

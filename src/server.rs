@@ -167,7 +167,6 @@ impl Server {
         F: Future<Output = ()>,
     {
         let Server { listeners, config } = self;
-        let config = Arc::new(config);
         let totals = Arc::new(Totals::default());
         // Closing `stop` tells every session to drain; `done` is held once per session, so its
         // receiver sees the channel close when the last session ends.
@@ -188,12 +187,8 @@ impl Server {
                     }
                     None => return,
                 };
-                let session = connection(stream, config.clone(), stop_rx.clone(), totals.clone());
                 let done = done_tx.clone();
-                spawn(Box::pin(async move {
-                    session.await;
-                    drop((permit, done));
-                }));
+                spawn(connection(stream, &config, stop_rx.clone(), totals.clone(), (permit, done)));
             }
         };
         accept_all.or(shutdown).await;
@@ -228,36 +223,54 @@ fn merge(listeners: &[TcpListener]) -> Pin<Box<dyn Stream<Item = io::Result<TcpS
     merged
 }
 
-/// One connection's session, with its log lines and its share of the totals.
-async fn connection(
+/// One connection's session, with its log lines and its share of the totals. `hold` is kept
+/// until the session ends: the connection-limit permit and the server's count of live sessions.
+fn connection<H: Send + 'static>(
     stream: TcpStream,
-    config: Arc<ServerConfig>,
+    config: &ServerConfig,
     stop: async_channel::Receiver<()>,
     totals: Arc<Totals>,
-) {
+    hold: H,
+) -> ConnectionTask {
     totals.connections.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|err| format!("(unknown peer: {err})"), |addr| addr.to_string());
+    let peer = stream.peer_addr().ok();
     // Lines are small and latency matters more than packet count.
     stream.set_nodelay(true).ok();
-    log::info!("open {peer}");
+    log::info!("open {}", Peer(peer));
     let shutdown = async move {
         // The channel is only ever closed, never sent on: `recv` fails when shutdown begins.
         stop.recv().await.ok();
     };
-    let session = echo(stream, &config.echo, shutdown).await;
-    totals.lines.fetch_add(session.lines, Relaxed);
-    totals.bytes.fetch_add(session.bytes, Relaxed);
-    totals.closed.fetch_add(1, Relaxed);
-    log::info!(
-        "close {peer} lines={} bytes={} duration={:.3}s reason={}",
-        session.lines,
-        session.bytes,
-        started.elapsed().as_secs_f64(),
-        session.reason
-    );
+    // Boxed so that awaiting it below moves a pointer, not the whole session state.
+    let session = Box::pin(echo(stream, &config.echo, shutdown));
+    Box::pin(async move {
+        let session = session.await;
+        drop(hold);
+        totals.lines.fetch_add(session.lines, Relaxed);
+        totals.bytes.fetch_add(session.bytes, Relaxed);
+        totals.closed.fetch_add(1, Relaxed);
+        log::info!(
+            "close {} lines={} bytes={} duration={:.3}s reason={}",
+            Peer(peer),
+            session.lines,
+            session.bytes,
+            started.elapsed().as_secs_f64(),
+            session.reason
+        );
+    })
+}
+
+/// A peer address for the log; the kernel may not know it once the peer has gone.
+struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("(unknown peer)"),
+        }
+    }
 }
 
 #[cfg(test)]

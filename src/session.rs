@@ -146,15 +146,14 @@ impl Default for Session {
 /// assert_eq!(session.reason, CloseReason::Sentinel);
 /// assert_eq!(&io.get_ref()[7..], b"hi\r\n");
 /// ```
-pub async fn echo<S, F>(io: S, config: &EchoConfig, shutdown: F) -> Session
+pub fn echo<S, F>(io: S, config: &EchoConfig, shutdown: F) -> impl Future<Output = Session> + use<S, F>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
-    let mut shutdown = pin!(future::fuse(shutdown));
     let mut conn = Conn {
         io,
-        config,
+        config: config.clone(),
         rx: RxBuf::default(),
         alarm: Alarm::default(),
         idle_deadline: config.idle_timeout.map(|d| Instant::now() + d),
@@ -162,9 +161,14 @@ where
         lines: 0,
         bytes: 0,
     };
-    let reason = conn.run(shutdown.as_mut()).await;
-    conn.rx.release();
-    Session { lines: conn.lines, bytes: conn.bytes, reason }
+    // The session state is built here and only borrowed inside: awaiting a future that owned it
+    // would store it twice, and an idle connection is mostly this state.
+    async move {
+        let mut shutdown = pin!(future::fuse(shutdown));
+        let reason = conn.run(shutdown.as_mut()).await;
+        conn.rx.release();
+        Session { lines: conn.lines, bytes: conn.bytes, reason }
+    }
 }
 
 /// Bytes read and not yet echoed, in a buffer lent by the pool while there are any.
@@ -243,9 +247,9 @@ enum Event {
     Shutdown,
 }
 
-struct Conn<'a, S> {
+struct Conn<S> {
     io: S,
-    config: &'a EchoConfig,
+    config: EchoConfig,
     rx: RxBuf,
     alarm: Alarm,
     idle_deadline: Option<Instant>,
@@ -255,7 +259,7 @@ struct Conn<'a, S> {
     bytes: u64,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn run<F: Future<Output = ()>>(&mut self, mut shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
         loop {
             match self.next_event(shutdown.as_mut()).await {
