@@ -54,6 +54,7 @@ mod framing;
 mod pool;
 mod server;
 mod session;
+mod stop;
 
 pub use server::{ConnectionTask, Server, ServerConfig, Summary, bind};
 pub use session::{CloseReason, EchoConfig, Session, echo};

@@ -45,7 +45,9 @@ mod tests {
         let buf = take();
         let addr = buf.as_ptr() as usize;
         give(buf);
-        assert_eq!(take().as_ptr() as usize, addr);
+        let again = take();
+        assert_eq!(again.as_ptr() as usize, addr);
+        give(again);
         let mut grown = take();
         grown.resize(CHUNK * 2, 0);
         give(grown);

@@ -15,6 +15,7 @@ use futures_lite::future::FutureExt;
 use futures_lite::stream::{self, Stream, StreamExt};
 
 use crate::session::{EchoConfig, echo};
+use crate::stop::{Stop, Stopped};
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
@@ -168,9 +169,9 @@ impl Server {
     {
         let Server { listeners, config } = self;
         let totals = Arc::new(Totals::default());
-        // Closing `stop` tells every session to drain; `done` is held once per session, so its
-        // receiver sees the channel close when the last session ends.
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        // `stop` tells every session to drain; `done` is held once per session, so its receiver
+        // sees the channel close when the last session ends.
+        let stop = Stop::default();
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = Arc::new(Semaphore::new(config.max_connections));
 
@@ -188,12 +189,12 @@ impl Server {
                     None => return,
                 };
                 let done = done_tx.clone();
-                spawn(connection(stream, &config, stop_rx.clone(), totals.clone(), (permit, done)));
+                spawn(connection(stream, &config, stop.listen(), totals.clone(), (permit, done)));
             }
         };
         accept_all.or(shutdown).await;
         drop(listeners);
-        stop_tx.close();
+        stop.stop();
         drop(done_tx);
         // Sessions end themselves within the grace period; the margin covers a busy executor.
         let grace = Timer::after(config.echo.grace + Duration::from_millis(500));
@@ -228,7 +229,7 @@ fn merge(listeners: &[TcpListener]) -> Pin<Box<dyn Stream<Item = io::Result<TcpS
 fn connection<H: Send + 'static>(
     stream: TcpStream,
     config: &ServerConfig,
-    stop: async_channel::Receiver<()>,
+    stop: Stopped,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
@@ -238,12 +239,8 @@ fn connection<H: Send + 'static>(
     // Lines are small and latency matters more than packet count.
     stream.set_nodelay(true).ok();
     log::info!("open {}", Peer(peer));
-    let shutdown = async move {
-        // The channel is only ever closed, never sent on: `recv` fails when shutdown begins.
-        stop.recv().await.ok();
-    };
     // Boxed so that awaiting it below moves a pointer, not the whole session state.
-    let session = Box::pin(echo(stream, &config.echo, shutdown));
+    let session = Box::pin(echo(stream, &config.echo, stop));
     Box::pin(async move {
         let session = session.await;
         drop(hold);
