@@ -12,6 +12,10 @@
 //!   [`Session`] with its [`CloseReason`].
 //! - [`Server`]: accepts on listeners from [`bind`], runs a session per connection on the
 //!   caller's executor, and stops gracefully when told to.
+//! - [`converse`]: the client: sends input lines and writes their echoes at the same time, over a
+//!   stream from [`connect`], until the server closes; returns how it ended, an [`Ending`].
+//! - [`bench()`]: the load generator: connections with lines in flight, every echo checked, as
+//!   [`BenchConfig`] says; returns a [`BenchReport`] of lines/s, MiB/s and [`Latency`].
 //!
 //! # Examples
 //!
@@ -47,6 +51,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod accept;
 mod alarm;
 mod bench;
 mod client;
@@ -55,6 +60,9 @@ mod pool;
 mod server;
 mod session;
 mod stop;
+mod tcp;
 
+pub use bench::{BenchConfig, BenchLimit, BenchReport, Latency, Progress, bench};
+pub use client::{Ending, connect, converse};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary, bind};
 pub use session::{CloseReason, EchoConfig, Session, echo};

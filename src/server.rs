@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use async_lock::Semaphore;
-use async_net::{TcpListener, TcpStream};
-use futures_lite::future::FutureExt;
-use futures_lite::stream::{self, Stream, StreamExt};
+use async_io::Async;
+use async_net::TcpListener;
+use futures_lite::future::{self, FutureExt};
 
+use crate::accept::Acceptor;
 use crate::session::{EchoConfig, echo};
 use crate::stop::{Stop, Stopped};
+use crate::tcp::TcpConn;
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
@@ -88,13 +90,12 @@ struct Totals {
 /// ```
 pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
-    let mut last_error = None;
+    let mut failures = Vec::new();
     for addr in addrs.iter().map(AsRef::as_ref) {
         let resolved = match async_net::resolve(addr).await {
             Ok(resolved) => resolved,
             Err(err) => {
-                log::warn!("cannot resolve {addr}: {err}");
-                last_error = Some(io::Error::new(err.kind(), format!("cannot resolve {addr}: {err}")));
+                failures.push(io::Error::new(err.kind(), format!("cannot resolve {addr}: {err}")));
                 continue;
             }
         };
@@ -107,17 +108,24 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
             match TcpListener::bind(socket_addr).await {
                 Ok(listener) => listeners.push(listener),
                 Err(err) => {
-                    log::warn!("cannot listen on {socket_addr}: {err}");
-                    last_error = Some(io::Error::new(err.kind(), format!("cannot listen on {socket_addr}: {err}")));
+                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {socket_addr}: {err}")))
                 }
             }
         }
     }
-    match (listeners.is_empty(), last_error) {
-        (true, Some(err)) => Err(err),
-        (true, None) => Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")),
-        (false, _) => Ok(listeners),
+    if listeners.is_empty() {
+        // Every failure is in the one error, so that it is reported once, on one line.
+        let kind = failures.first().map_or(io::ErrorKind::InvalidInput, io::Error::kind);
+        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        return Err(match reasons.is_empty() {
+            true => io::Error::new(kind, "no address to listen on"),
+            false => io::Error::new(kind, reasons.join("; ")),
+        });
     }
+    for failure in failures {
+        log::warn!("{failure}");
+    }
+    Ok(listeners)
 }
 
 /// An echo server over listeners that are already bound.
@@ -141,19 +149,19 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    acceptor: Acceptor,
     config: ServerConfig,
 }
 
 impl Server {
     /// A server that will accept on `listeners`.
     pub fn new(listeners: Vec<TcpListener>, config: ServerConfig) -> Server {
-        Server { listeners, config }
+        Server { acceptor: Acceptor::new(listeners), config }
     }
 
     /// The addresses the listeners are bound to, with the real ports.
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.listeners.iter().map(TcpListener::local_addr).collect()
+        self.acceptor.local_addrs()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets every session echo the
@@ -167,7 +175,7 @@ impl Server {
         S: Fn(ConnectionTask),
         F: Future<Output = ()>,
     {
-        let Server { listeners, config } = self;
+        let Server { mut acceptor, config } = self;
         let totals = Arc::new(Totals::default());
         // `stop` tells every session to drain; `done` is held once per session, so its receiver
         // sees the channel close when the last session ends.
@@ -176,24 +184,23 @@ impl Server {
         let permits = Arc::new(Semaphore::new(config.max_connections));
 
         let accept_all = async {
-            let mut incoming = merge(&listeners);
             loop {
                 let permit = permits.acquire_arc().await;
-                let stream = match incoming.next().await {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(err)) => {
+                let stream = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
                         log::warn!("accept failed: {err}; retrying in {ACCEPT_BACKOFF:?}");
                         Timer::after(ACCEPT_BACKOFF).await;
                         continue;
                     }
-                    None => return,
                 };
                 let done = done_tx.clone();
                 spawn(connection(stream, &config, stop.listen(), totals.clone(), (permit, done)));
             }
         };
         accept_all.or(shutdown).await;
-        drop(listeners);
+        // New clients are refused from now on rather than left waiting in the backlog.
+        drop(acceptor);
         stop.stop();
         drop(done_tx);
         // Sessions end themselves within the grace period; the margin covers a busy executor.
@@ -215,19 +222,10 @@ impl Server {
     }
 }
 
-/// One stream of connections from all listeners.
-fn merge(listeners: &[TcpListener]) -> Pin<Box<dyn Stream<Item = io::Result<TcpStream>> + Send + '_>> {
-    let mut merged: Pin<Box<dyn Stream<Item = _> + Send>> = Box::pin(stream::pending());
-    for listener in listeners {
-        merged = Box::pin(stream::race(merged, listener.incoming()));
-    }
-    merged
-}
-
 /// One connection's session, with its log lines and its share of the totals. `hold` is kept
 /// until the session ends: the connection-limit permit and the server's count of live sessions.
 fn connection<H: Send + 'static>(
-    stream: TcpStream,
+    stream: Async<std::net::TcpStream>,
     config: &ServerConfig,
     stop: Stopped,
     totals: Arc<Totals>,
@@ -235,6 +233,7 @@ fn connection<H: Send + 'static>(
 ) -> ConnectionTask {
     totals.connections.fetch_add(1, Relaxed);
     let started = Instant::now();
+    let stream = TcpConn::new(stream);
     let peer = stream.peer_addr().ok();
     // Lines are small and latency matters more than packet count.
     stream.set_nodelay(true).ok();
@@ -243,7 +242,6 @@ fn connection<H: Send + 'static>(
     let session = Box::pin(echo(stream, &config.echo, stop));
     Box::pin(async move {
         let session = session.await;
-        drop(hold);
         totals.lines.fetch_add(session.lines, Relaxed);
         totals.bytes.fetch_add(session.bytes, Relaxed);
         totals.closed.fetch_add(1, Relaxed);
@@ -255,6 +253,8 @@ fn connection<H: Send + 'static>(
             started.elapsed().as_secs_f64(),
             session.reason
         );
+        // Last: once every session has let go, the server reads the totals.
+        drop(hold);
     })
 }
 

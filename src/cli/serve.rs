@@ -7,7 +7,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_executor::Executor;
 use async_signal::{Signal, Signals};
-use futures_lite::StreamExt;
+use futures_lite::{StreamExt, future};
 use log::LevelFilter;
 use smol_echo::{EchoConfig, Server, ServerConfig, Summary};
 
@@ -110,39 +110,44 @@ fn serve(args: ServeArgs) -> std::io::Result<Summary> {
     let threads = args.threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
     let config = args.config();
 
-    let ex = Executor::new();
-    let (stop_helpers, helpers_stopped) = async_channel::bounded::<()>(1);
-    thread::scope(|scope| {
-        // This thread and `threads - 1` helpers all run the executor, and take turns driving
-        // the reactor when they have nothing else to do.
-        for _ in 1..threads {
-            let helpers_stopped = helpers_stopped.clone();
-            let ex = &ex;
-            scope.spawn(move || async_io::block_on(ex.run(helpers_stopped.recv())));
+    // The executor's `run` polls its main future whenever any task wakes, so the server runs as
+    // a task of its own and the main future is only its cheap handle.
+    static EXECUTOR: Executor<'static> = Executor::new();
+    // This thread and `threads - 1` helpers all run the executor, and take turns driving the
+    // reactor when they have nothing else to do. Helpers end with the process.
+    for _ in 1..threads {
+        thread::spawn(|| async_io::block_on(EXECUTOR.run(future::pending::<()>())));
+    }
+    async_io::block_on(async {
+        let listeners = smol_echo::bind(&listen).await?;
+        let server = Server::new(listeners, config);
+        for addr in server.local_addrs()? {
+            eprintln!("listening on {addr}");
         }
-        let served = async_io::block_on(ex.run(async {
-            let listeners = smol_echo::bind(&listen).await?;
-            let server = Server::new(listeners, config);
-            for addr in server.local_addrs()? {
-                eprintln!("listening on {addr}");
+        let shutdown = async move {
+            if let Some(Ok(signal)) = signals.next().await {
+                log::info!("{} received: shutting down", signal_name(signal));
             }
-            let shutdown = async {
-                if let Some(Ok(signal)) = signals.next().await {
-                    log::info!("SIG{} received: shutting down", format!("{signal:?}").to_uppercase());
-                }
-                // A second signal ends the process at once, as an impatient operator expects.
-                ex.spawn(async move {
+            // A second signal ends the process at once, as an impatient operator expects.
+            EXECUTOR
+                .spawn(async move {
                     if let Some(Ok(signal)) = signals.next().await {
                         std::process::exit(128 + signal as i32);
                     }
                 })
                 .detach();
-            };
-            Ok(server.run(|task| ex.spawn(task).detach(), shutdown).await)
-        }));
-        stop_helpers.close();
-        served
+        };
+        let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
+        Ok(EXECUTOR.run(serving).await)
     })
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Int => "SIGINT",
+        Signal::Term => "SIGTERM",
+        _ => "signal",
+    }
 }
 
 /// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
