@@ -1,1 +1,317 @@
 //! The client: send lines, print their echoes.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_io::Timer;
+use async_net::TcpStream;
+use futures_lite::future::{self, FutureExt};
+use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+/// Buffer size for each direction: big enough that a piped file moves in few system calls.
+const CHUNK: usize = 64 * 1024;
+
+/// How a conversation with the server ended.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::Ending;
+///
+/// // Only a reset is a failure; every other ending is a close by the server.
+/// let failed = |ending| ending == Ending::Reset;
+/// assert!(!failed(Ending::InputEnded));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The input ended: the connection was half-closed (no `.` sent) and the server closed it
+    /// after the last echo.
+    InputEnded,
+    /// The input had the line `.`, which ends the session; nothing after it was sent.
+    Sentinel,
+    /// The server closed the connection while the input was still open (idle timeout,
+    /// shutdown).
+    ServerClosed,
+    /// The server reset the connection. The echoes that arrived before were written out.
+    Reset,
+}
+
+/// Connects to `addr` (`host:port` or `[v6addr]:port`), trying each address the host resolves
+/// to in turn until one accepts. Name resolution and every attempt together get `timeout`.
+///
+/// The error is the resolver's, the last address's, or `TimedOut`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// smol::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     let stream = smol_echo::connect(&addr.to_string(), Duration::from_secs(5)).await?;
+///     assert_eq!(stream.peer_addr()?, addr);
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let attempt = async { connect_each(&async_net::resolve(addr).await?).await };
+    let timed_out = async {
+        Timer::after(timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
+    };
+    let stream = attempt.or(timed_out).await?;
+    // Typed lines are small and should not wait for an acknowledgement to be sent.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects to the first of `addrs` that accepts.
+async fn connect_each(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for &addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last_error = err,
+        }
+    }
+    Err(last_error)
+}
+
+/// Talks to an echo server over `stream`: sends each line of `input` and writes each echo to
+/// `output`, at the same time, until the server closes the connection.
+///
+/// Input lines end with LF; a CR before the LF is dropped, and a last line without LF is still
+/// sent. Each goes out with CR LF. The line `.` is sent and ends the session: nothing after it
+/// is sent. At the end of `input` the connection is half-closed, without a `.`, and the echoes
+/// still owed are awaited. Each echo is written without its CR LF and followed by LF; bytes are
+/// not checked for UTF-8.
+///
+/// Lines are sent, and echoes written, as soon as no complete line is left to read. With
+/// `flush_each_line` (a terminal), `output` is also flushed then; otherwise only at the end.
+///
+/// The error is a failure to read `input` or write `output`, or a broken connection other than
+/// a reset (which is [`Ending::Reset`]). Runs on any executor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::future;
+/// use smol_echo::{EchoConfig, Ending};
+///
+/// smol::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?.to_string();
+///     let server = smol::spawn(async move {
+///         let (stream, _) = listener.accept().await?;
+///         smol_echo::echo(stream, &EchoConfig::default(), future::pending()).await;
+///         std::io::Result::Ok(())
+///     });
+///
+///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
+///     let mut printed = Vec::new();
+///     let input = &b"hello\r\nworld"[..];
+///     let ending = smol_echo::converse(stream, input, &mut printed, false).await?;
+///     assert_eq!(ending, Ending::InputEnded);
+///     assert_eq!(printed, b"hello\nworld\n");
+///     server.await
+/// })
+/// .unwrap();
+/// ```
+pub async fn converse<S, I, O>(stream: S, input: I, output: O, flush_each_line: bool) -> io::Result<Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let (reader, writer) = futures_lite::io::split(stream);
+    let sent = Cell::new(None);
+    let upload = async {
+        sent.set(Some(send(input, writer).await?));
+        // Whatever the upload did, the conversation lasts until the server closes.
+        future::pending().await
+    };
+    let received = receive(reader, output, flush_each_line).or(upload).await?;
+    Ok(match (received, sent.take()) {
+        (Some(ending), _) => ending,
+        (None, Some(Sent::InputEnded)) => Ending::InputEnded,
+        (None, Some(Sent::Sentinel)) => Ending::Sentinel,
+        (None, Some(Sent::Refused(err))) => ended_by(err)?,
+        (None, None) => Ending::ServerClosed,
+    })
+}
+
+/// How the sending half ended.
+enum Sent {
+    /// The input ended; the connection was half-closed.
+    InputEnded,
+    /// The line `.` was sent; the connection was half-closed.
+    Sentinel,
+    /// Writing to the connection failed. Not an error yet: the download, still running, tells
+    /// how the server ended the connection.
+    Refused(io::Error),
+}
+
+/// Sends the input line by line with CR LF. Only a failure to read the input is an error.
+async fn send<R, W>(input: R, writer: W) -> io::Result<Sent>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut input = BufReader::with_capacity(CHUNK, input);
+    let mut writer = BufWriter::with_capacity(CHUNK, writer);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read =
+            input.read_until(b'\n', &mut line).await.map_err(|err| context(err, "cannot read the input"))?;
+        let last = if read == 0 {
+            Some(Sent::InputEnded)
+        } else {
+            strip_eol(&mut line);
+            let sentinel = line == b".";
+            line.extend_from_slice(b"\r\n");
+            sentinel.then_some(Sent::Sentinel)
+        };
+        let written = async {
+            writer.write_all(&line).await?;
+            if last.is_some() {
+                // Flushes, then half-closes: the server echoes what it owes and closes.
+                writer.close().await
+            } else if !has_line(&input) {
+                // Send what was read before waiting for more input: a typed line goes out now.
+                writer.flush().await
+            } else {
+                Ok(())
+            }
+        };
+        match (written.await, last) {
+            (Err(err), _) => return Ok(Sent::Refused(err)),
+            (Ok(()), Some(sent)) => return Ok(sent),
+            (Ok(()), None) => {}
+        }
+    }
+}
+
+/// Writes each echo without its CR LF, followed by LF, until the server closes the connection.
+/// `Some` when it ended otherwise than by end of stream.
+async fn receive<R, W>(reader: R, mut output: W, flush_each_line: bool) -> io::Result<Option<Ending>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::with_capacity(CHUNK, reader);
+    let mut line = Vec::new();
+    let mut printed = Vec::with_capacity(CHUNK);
+    let ended = loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) => break Ok(None),
+            Ok(_) => {}
+            Err(err) => break ended_by(err).map(Some),
+        }
+        strip_eol(&mut line);
+        printed.extend_from_slice(&line);
+        printed.push(b'\n');
+        // Write what arrived before waiting for more, so that nothing received is held back.
+        if !has_line(&reader) {
+            output.write_all(&printed).await.map_err(output_error)?;
+            printed.clear();
+            if flush_each_line {
+                output.flush().await.map_err(output_error)?;
+            }
+        }
+    };
+    output.flush().await.map_err(output_error)?;
+    ended
+}
+
+/// Whether a complete line is already buffered, so that reading it will not wait.
+fn has_line<R>(reader: &BufReader<R>) -> bool {
+    memchr::memchr(b'\n', reader.buffer()).is_some()
+}
+
+/// Drops a line's LF and the CR before it.
+fn strip_eol(line: &mut Vec<u8>) {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+}
+
+/// How a failed read or write on the connection ended the conversation.
+fn ended_by(err: io::Error) -> io::Result<Ending> {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Ok(Ending::Reset),
+        // A write after the server's close is answered with a reset, and the next write fails
+        // with EPIPE: the server closed first.
+        io::ErrorKind::BrokenPipe => Ok(Ending::ServerClosed),
+        _ => Err(context(err, "connection lost")),
+    }
+}
+
+fn output_error(err: io::Error) -> io::Error {
+    context(err, "cannot write the output")
+}
+
+fn context(err: io::Error, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_net::TcpListener;
+    use futures_lite::future::block_on;
+
+    /// A loopback address nothing listens on: a port that was just freed.
+    fn refusing() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    }
+
+    #[test]
+    fn each_address_is_tried_until_one_accepts() {
+        block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let good = listener.local_addr().unwrap();
+            let stream = connect_each(&[refusing(), good]).await.expect("falls back to the second");
+            assert_eq!(stream.peer_addr().unwrap(), good);
+        });
+    }
+
+    #[test]
+    fn the_last_failure_is_reported() {
+        let err = block_on(connect_each(&[refusing(), refusing()])).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(block_on(connect_each(&[])).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_line_loses_its_lf_and_the_cr_before_it_only() {
+        for (line, stripped) in [
+            (&b"a\r\n"[..], &b"a"[..]),
+            (b"a\n", b"a"),
+            (b"a\r", b"a\r"),
+            (b"a\rb\r\r\n", b"a\rb\r"),
+            (b"\n", b""),
+        ] {
+            let mut line = line.to_vec();
+            strip_eol(&mut line);
+            assert_eq!(line, stripped);
+        }
+    }
+
+    #[test]
+    fn resets_and_closes_are_endings_other_failures_errors() {
+        let ending = |kind| ended_by(io::Error::from(kind)).ok();
+        assert_eq!(ending(io::ErrorKind::ConnectionReset), Some(Ending::Reset));
+        assert_eq!(ending(io::ErrorKind::BrokenPipe), Some(Ending::ServerClosed));
+        assert_eq!(ending(io::ErrorKind::TimedOut), None);
+    }
+}

@@ -14,6 +14,12 @@ use crate::alarm::Alarm;
 use crate::framing::{self, Stop};
 use crate::pool;
 
+/// The longest a closing session waits for its peer to stop sending.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// A pause this long in the peer's input ends the linger.
+const QUIET: Duration = Duration::from_millis(100);
+
 /// The limits of one echo session.
 ///
 /// # Examples
@@ -264,7 +270,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             match self.next_event(shutdown.as_mut()).await {
                 Ok(Event::Read(0)) => return self.finish_at_eof(shutdown).await,
-                Ok(Event::Read(_)) => {}
+                Ok(Event::Read(_)) => {
+                    // A peer whose bytes never pause keeps the read ready, and a ready read wins
+                    // the race above: look at shutdown here too.
+                    if self.grace_deadline.is_none() && future::poll_once(shutdown.as_mut()).await.is_some() {
+                        self.begin_drain();
+                    }
+                }
                 Ok(Event::Idle) => return self.close(CloseReason::IdleTimeout).await,
                 Ok(Event::Shutdown) if self.grace_deadline.is_some() => {
                     return self.close(CloseReason::Shutdown).await;
@@ -368,7 +380,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.close(CloseReason::Eof).await
     }
 
-    /// Flushes and half-closes, within the same deadline as a write.
+    /// Flushes and half-closes, within the same deadline as a write; then, when the peer may
+    /// still be sending, lingers until it closes too.
     async fn close(&mut self, reason: CloseReason) -> CloseReason {
         let Conn { io, alarm, config, grace_deadline, .. } = self;
         let deadline = earliest(config.idle_timeout.map(|d| Instant::now() + d), *grace_deadline);
@@ -377,7 +390,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             io.close().await.ok();
         };
         closed.or(alarm.until(deadline)).await;
+        if matches!(reason, CloseReason::Sentinel | CloseReason::LineTooLong | CloseReason::Shutdown) {
+            self.linger().await;
+        }
         reason
+    }
+
+    /// Reads and discards while the peer goes on sending, until it closes, pauses for [`QUIET`],
+    /// or [`LINGER`] (never past the grace period) is over. Closing a socket that has unread
+    /// input makes the kernel reset the connection and throw away the echo still in its send
+    /// buffer: a peer that sent past the end of its session would lose echoes it is owed.
+    async fn linger(&mut self) {
+        let Conn { io, rx, alarm, config, grace_deadline, .. } = self;
+        let linger = config.idle_timeout.map_or(LINGER, |idle| idle.min(LINGER));
+        let end = earliest(Some(Instant::now() + linger), *grace_deadline);
+        let max_line = config.max_line;
+        loop {
+            let quiet = earliest(Some(Instant::now() + QUIET), end);
+            let more = async { matches!(future::poll_fn(|cx| rx.poll_fill(io, cx, max_line)).await, Ok(1..)) };
+            let paused = async {
+                alarm.until(quiet).await;
+                false
+            };
+            if !more.or(paused).await {
+                return;
+            }
+            rx.consume(rx.owed().len());
+        }
     }
 }
 

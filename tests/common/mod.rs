@@ -155,12 +155,9 @@ impl InProcessServer {
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = thread::spawn(move || {
             let ex = smol::Executor::new();
-            smol::block_on(ex.run(server.run(
-                |task| ex.spawn(task).detach(),
-                async move {
-                    stopped.recv().await.ok();
-                },
-            )))
+            smol::block_on(ex.run(server.run(|task| ex.spawn(task).detach(), async move {
+                stopped.recv().await.ok();
+            })))
         });
         InProcessServer { addr, stop, thread: Some(thread) }
     }
