@@ -24,14 +24,16 @@ BENCH=${ECHO_BIN:-$ROOT/target/release/echo}
 # One number from the bench's flat JSON (latency keys are unique too).
 field() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" <<<"$1"; }
 
+err=$(mktemp); trap 'rm -f "$err"' EXIT
 status=0
 printf '%-4s %-24s %12s %9s %9s %9s %9s %7s\n' scen args lines/s MiB/s p50_us p99_us p999_us errors
 for s in "S1:-c 1 -p 1 -s 64" "S2:-c 50 -p 1 -s 64" "S3:-c 50 -p 32 -s 64" "S4:-c 10 -p 4 -s 16384"; do
   name=${s%%:*}; args=${s#*:}
   # shellcheck disable=SC2086 # $args is meant to split into flags
-  if json=$("$BENCH" bench "$ADDR" $args -d "${SECS}s" --json 2>/dev/null) && [[ -n $json ]]; then :; else
-    status=1
-    [[ -n ${json:-} ]] || { printf '%-4s %-24s %s\n' "$name" "$args" "failed (run: $BENCH bench $ADDR $args)"; continue; }
+  json=$("$BENCH" bench "$ADDR" $args -d "${SECS}s" --json 2>"$err") || status=1
+  if [[ -z $json ]]; then
+    printf '%-4s %-24s %s\n' "$name" "$args" "$(head -n1 "$err")"
+    continue
   fi
   errors=$(field "$json" errors)
   [[ $errors == 0 ]] || status=1

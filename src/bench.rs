@@ -1,15 +1,15 @@
 //! The load generator: many connections, every echo checked, latency measured.
 //!
 //! All connections run as tasks of one single-threaded executor. Each keeps `depth` lines in
-//! flight: lines are queued into one buffer per connection and written with as few writes as the
-//! socket allows; echoes are read into one large buffer shared by every connection and compared
-//! in bulk with the queued bytes, which are the expected bytes. Nothing is allocated per line.
+//! flight in a ring of line slots, written with as few writes as the socket allows; echoes are
+//! read into one large buffer shared by every connection and compared in bulk with the ring,
+//! which holds the expected bytes. Nothing is allocated or copied per line.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -123,7 +123,7 @@ pub struct BenchReport {
     pub depth: usize,
     /// Bytes per line, CR LF included.
     pub size: usize,
-    /// Measured time from the first connection to the last echo.
+    /// Measured time, in seconds, from the first connection open to the end of the last one.
     pub duration_s: f64,
     /// Lines echoed and checked.
     pub lines: u64,
@@ -259,8 +259,10 @@ pub async fn bench(
     mut progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
     if config.connections == 0 || config.depth == 0 || config.size < BenchConfig::MIN_SIZE {
-        let message =
-            format!("bench needs a connection, a depth of 1 and lines of {} bytes", BenchConfig::MIN_SIZE);
+        let message = format!(
+            "bench needs a connection or more, a depth of 1 or more, and lines of {} bytes or more",
+            BenchConfig::MIN_SIZE
+        );
         return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     }
     let (first, target) = connect_any(addr, config.timeout)
@@ -423,7 +425,7 @@ async fn connection(
         Ok(stream) => {
             let mut conn = Conn {
                 stream,
-                ledger: Ledger::new(id, config.size),
+                ledger: Ledger::new(id, config.size, config.depth),
                 depth: config.depth as u64,
                 quota,
                 shared,
@@ -521,8 +523,17 @@ impl Conn<'_> {
     /// Writes what is queued, as far as the socket takes it. Tells whether anything was written.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         let mut wrote = false;
-        while !self.ledger.unsent().is_empty() {
-            match self.stream.get_ref().write(self.ledger.unsent()) {
+        loop {
+            let (head, tail) = self.ledger.unsent();
+            if head.is_empty() {
+                break;
+            }
+            let written = if tail.is_empty() {
+                self.stream.get_ref().write(head)
+            } else {
+                self.stream.get_ref().write_vectored(&[IoSlice::new(head), IoSlice::new(tail)])
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.ledger.wrote(n);
@@ -578,35 +589,32 @@ impl Conn<'_> {
     }
 }
 
-/// The lines of one connection: what was queued, written and echoed, and when each line in
-/// flight was queued.
+/// The lines of one connection in flight, in a ring of `depth` line slots: line `n` lives in slot
+/// `n % depth`, so byte `p` of the connection's output is `ring[p % ring.len()]`. A slot is
+/// reused once its line was echoed, and then only its sequence number changes: queuing a line
+/// copies nothing, writes take the ring as it is, and echoes are checked against it.
 struct Ledger {
-    maker: LineMaker,
+    ring: Box<[u8]>,
     size: u64,
     /// Lines queued so far: the sequence number of the next one.
     queued: u64,
+    /// Bytes written so far.
+    written: u64,
     /// Echoed bytes checked so far.
     checked: u64,
-    /// `tx[start..]` is queued and not echoed yet, `tx[written..]` not written yet: the echo
-    /// owed is exactly `tx[start..written]`.
-    tx: Vec<u8>,
-    start: usize,
-    written: usize,
     /// When each line not yet echoed was queued, oldest first.
     queued_at: VecDeque<Instant>,
 }
 
 impl Ledger {
-    fn new(connection: usize, size: usize) -> Ledger {
+    fn new(connection: usize, size: usize, depth: usize) -> Ledger {
         Ledger {
-            maker: LineMaker::new(connection, size),
+            ring: line_template(connection, size).repeat(depth).into_boxed_slice(),
             size: size as u64,
             queued: 0,
-            checked: 0,
-            tx: Vec::new(),
-            start: 0,
             written: 0,
-            queued_at: VecDeque::new(),
+            checked: 0,
+            queued_at: VecDeque::with_capacity(depth),
         }
     }
 
@@ -614,69 +622,70 @@ impl Ledger {
         self.queued - self.checked / self.size
     }
 
-    /// Queues `lines` more lines, sent `now`.
+    /// Queues `lines` more lines, sent `now`: no more than the free slots.
     fn queue(&mut self, lines: u64, now: Instant) {
-        if lines == 0 {
-            return;
-        }
-        // Drop the echoed bytes once they are at least as many as those kept: each byte is moved
-        // at most once on average, and the buffer stays within twice the bytes in flight.
-        let kept = self.tx.len() - self.start;
-        if kept <= self.start {
-            self.tx.copy_within(self.start.., 0);
-            self.tx.truncate(kept);
-            self.written -= self.start;
-            self.start = 0;
-        }
+        let size = self.size as usize;
+        let slots = (self.ring.len() / size) as u64;
         for _ in 0..lines {
-            self.maker.append(self.queued, &mut self.tx);
+            let at = (self.queued % slots) as usize * size;
+            stamp(&mut self.ring[at..at + size], self.queued);
             self.queued += 1;
             self.queued_at.push_back(now);
         }
     }
 
-    fn unsent(&self) -> &[u8] {
-        &self.tx[self.written..]
+    /// The output from byte `from` to byte `to` (at most a ring apart), in its two parts: up to
+    /// the end of the ring, and from its start.
+    fn span(&self, from: u64, to: u64) -> (&[u8], &[u8]) {
+        let start = (from % self.ring.len() as u64) as usize;
+        let len = (to - from) as usize;
+        let head = len.min(self.ring.len() - start);
+        (&self.ring[start..start + head], &self.ring[..len - head])
+    }
+
+    fn unsent(&self) -> (&[u8], &[u8]) {
+        self.span(self.written, self.queued * self.size)
     }
 
     fn wrote(&mut self, n: usize) {
-        self.written += n;
+        self.written += n as u64;
     }
 
     fn awaiting_echo(&self) -> bool {
-        self.start < self.written
+        self.checked < self.written
     }
 
     /// Every queued line was echoed.
     fn settled(&self) -> bool {
-        self.start == self.tx.len()
+        self.checked == self.queued * self.size
     }
 
     /// Checks `echo`, the next bytes received, against the bytes written; records the round
     /// trip of each line it completes in `latency` (nanoseconds) and tells how many it completed.
     fn check(&mut self, echo: &[u8], now: Instant, latency: &mut Histogram<u64>) -> io::Result<u64> {
-        let owed = &self.tx[self.start..self.written];
-        let common = echo.len().min(owed.len());
-        if echo[..common] != owed[..common] {
-            let at = echo.iter().zip(owed).position(|(got, sent)| got != sent).unwrap_or(0);
+        let (head, tail) = self.span(self.checked, self.written);
+        let common = echo.len().min(head.len() + tail.len());
+        let (echo_head, echo_tail) = echo[..common].split_at(common.min(head.len()));
+        if *echo_head != head[..echo_head.len()] || *echo_tail != tail[..echo_tail.len()] {
+            let mut pairs = head.iter().chain(tail).zip(echo).enumerate();
+            let (at, (sent, got)) =
+                pairs.find(|(_, (sent, got))| sent != got).expect("a differing byte, as compared");
             let offset = self.checked + at as u64;
             let message = format!(
                 "echo of line {} differs at byte {}: sent '{}', got '{}'",
                 offset / self.size + 1,
                 offset % self.size + 1,
-                [owed[at]].escape_ascii(),
-                [echo[at]].escape_ascii(),
+                [*sent].escape_ascii(),
+                [*got].escape_ascii(),
             );
             return Err(io::Error::new(io::ErrorKind::InvalidData, message));
         }
-        if echo.len() > owed.len() {
-            let extra = echo.len() - owed.len();
-            let message = format!("{extra} bytes echoed that were never sent");
+        if echo.len() > common {
+            let message = format!("{} bytes echoed that were never sent", echo.len() - common);
             return Err(io::Error::new(io::ErrorKind::InvalidData, message));
         }
         let before = self.checked / self.size;
         self.checked += echo.len() as u64;
-        self.start += echo.len();
         let lines = self.checked / self.size - before;
         for sent in self.queued_at.drain(..lines as usize) {
             let nanos = now.saturating_duration_since(sent).as_nanos();
@@ -686,33 +695,23 @@ impl Ledger {
     }
 }
 
-/// Makes the lines of one connection, each different: the sequence number in hex, a filler of
-/// letters that depends on the connection, CR LF. Never the sentinel (too long), and no CR or LF
-/// before the end, so the server sees exactly the lines meant.
-struct LineMaker {
-    template: Box<[u8]>,
+/// The lines of one connection before their sequence number: a filler of letters that depends
+/// on the connection, then CR LF. Never the sentinel (too long), and no CR or LF before the end,
+/// so the server sees exactly the lines meant.
+fn line_template(connection: usize, size: usize) -> Vec<u8> {
+    // Letters after f, so the filler never looks like part of the number.
+    let filler = (0..size - 2).map(|i| b'g' + ((i + connection) % 20) as u8);
+    filler.chain(*b"\r\n").collect()
 }
 
-impl LineMaker {
-    /// Up to 16 hex digits: enough for any sequence number.
-    const DIGITS: usize = 16;
-
-    fn new(connection: usize, size: usize) -> LineMaker {
-        // Letters after f, so the filler never looks like part of the number.
-        let filler = (0..size - 2).map(|i| b'g' + ((i + connection) % 20) as u8);
-        LineMaker { template: filler.chain(*b"\r\n").collect() }
-    }
-
-    /// Appends line `seq` to `out`.
-    fn append(&self, seq: u64, out: &mut Vec<u8>) {
-        let at = out.len();
-        out.extend_from_slice(&self.template);
-        let digits = (self.template.len() - 2).min(Self::DIGITS);
-        let mut rest = seq;
-        for byte in out[at..at + digits].iter_mut().rev() {
-            *byte = b"0123456789abcdef"[(rest & 0xf) as usize];
-            rest >>= 4;
-        }
+/// Writes `seq` in hex over the start of `line`, in up to 16 digits and never over the CR LF:
+/// each line of a connection differs from the others, so a lost, doubled or reordered line shows.
+fn stamp(line: &mut [u8], seq: u64) {
+    let digits = (line.len() - 2).min(16);
+    let mut rest = seq;
+    for byte in line[..digits].iter_mut().rev() {
+        *byte = b"0123456789abcdef"[(rest & 0xf) as usize];
+        rest >>= 4;
     }
 }
 
@@ -721,9 +720,9 @@ mod tests {
     use super::*;
 
     fn line(connection: usize, size: usize, seq: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        LineMaker::new(connection, size).append(seq, &mut out);
-        out
+        let mut line = line_template(connection, size);
+        stamp(&mut line, seq);
+        line
     }
 
     #[test]
@@ -747,12 +746,18 @@ mod tests {
         assert_ne!(line(0, 64, 1), line(1, 64, 1));
     }
 
-    fn ledger_with(lines: u64, size: usize) -> (Ledger, Vec<u8>) {
-        let mut ledger = Ledger::new(0, size);
-        ledger.queue(lines, Instant::now());
-        let sent = ledger.unsent().to_vec();
+    /// A ledger of `depth` lines of `size` bytes, all queued and written.
+    fn ledger_with(depth: usize, size: usize) -> (Ledger, Vec<u8>) {
+        let mut ledger = Ledger::new(0, size, depth);
+        ledger.queue(depth as u64, Instant::now());
+        let sent = unsent(&ledger);
         ledger.wrote(sent.len());
         (ledger, sent)
+    }
+
+    fn unsent(ledger: &Ledger) -> Vec<u8> {
+        let (head, tail) = ledger.unsent();
+        [head, tail].concat()
     }
 
     fn histogram() -> Histogram<u64> {
@@ -762,6 +767,7 @@ mod tests {
     #[test]
     fn an_echo_in_pieces_completes_each_line_once() {
         let (mut ledger, sent) = ledger_with(3, 10);
+        assert_eq!(sent, [line(0, 10, 0), line(0, 10, 1), line(0, 10, 2)].concat());
         let mut latency = histogram();
         let now = Instant::now();
         let completed: Vec<u64> =
@@ -777,7 +783,7 @@ mod tests {
         echo[13] ^= 1;
         let err = ledger.check(&echo, Instant::now(), &mut histogram()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("line 2 differs at byte 4"), "{err}");
+        assert!(err.to_string().contains("line 2 differs at byte 4: sent '0', got '1'"), "{err}");
     }
 
     #[test]
@@ -794,28 +800,31 @@ mod tests {
 
     #[test]
     fn an_echo_of_unwritten_bytes_is_an_error() {
-        let mut ledger = Ledger::new(0, 10);
+        let mut ledger = Ledger::new(0, 10, 1);
         ledger.queue(1, Instant::now());
-        let queued = ledger.unsent().to_vec();
+        let queued = unsent(&ledger);
         assert!(ledger.check(&queued, Instant::now(), &mut histogram()).is_err());
     }
 
     #[test]
-    fn the_queue_reuses_its_space() {
+    fn slots_are_reused_across_the_end_of_the_ring() {
         let (mut ledger, _) = ledger_with(4, 10);
         let mut latency = histogram();
-        for seq in 0..100 {
-            // The oldest line in flight is echoed, and a fresh one takes its place.
-            let owed = ledger.tx[ledger.start..ledger.written].to_vec();
+        for seq in 0..10 {
+            // The oldest line in flight is echoed in two pieces, and a fresh one takes its slot;
+            // what is owed runs past the end of the ring from the second round on.
+            let (head, tail) = ledger.span(ledger.checked, ledger.written);
+            let owed = [head, tail].concat();
             assert_eq!(owed[..10], line(0, 10, seq));
-            assert_eq!(ledger.check(&owed[..10], Instant::now(), &mut latency).unwrap(), 1);
+            assert_eq!(ledger.check(&owed[..5], Instant::now(), &mut latency).unwrap(), 0);
+            assert_eq!(ledger.check(&owed[5..10], Instant::now(), &mut latency).unwrap(), 1);
             ledger.queue(1, Instant::now());
-            let fresh = ledger.unsent().to_vec();
-            assert_eq!(fresh, line(0, 10, seq + 4));
-            ledger.wrote(fresh.len());
+            assert_eq!(unsent(&ledger), line(0, 10, seq + 4));
+            ledger.wrote(3);
+            ledger.wrote(7);
             assert_eq!(ledger.in_flight(), 4);
-            assert!(ledger.tx.len() <= 80, "{}", ledger.tx.len());
         }
+        assert_eq!(ledger.ring.len(), 40);
     }
 
     #[test]

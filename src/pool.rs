@@ -19,9 +19,7 @@ thread_local! {
 
 /// Takes a zero-filled buffer of [`CHUNK`] bytes from this thread's spares, or makes one.
 pub(crate) fn take() -> Vec<u8> {
-    SPARE
-        .with(|spare| spare.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; CHUNK])
+    SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_else(|| vec![0; CHUNK])
 }
 
 /// Gives a buffer back to this thread's spares; one that grew for a long line is freed.

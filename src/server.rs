@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use async_io::Timer;
 use async_lock::Semaphore;
-use async_io::Async;
 use async_net::TcpListener;
 use futures_lite::future::{self, FutureExt};
 
@@ -107,9 +107,8 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
             seen.push(socket_addr);
             match TcpListener::bind(socket_addr).await {
                 Ok(listener) => listeners.push(listener),
-                Err(err) => {
-                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {socket_addr}: {err}")))
-                }
+                Err(err) => failures
+                    .push(io::Error::new(err.kind(), format!("cannot listen on {socket_addr}: {err}"))),
             }
         }
     }
@@ -185,7 +184,16 @@ impl Server {
 
         let accept_all = async {
             loop {
-                let permit = permits.acquire_arc().await;
+                let permit = match permits.try_acquire_arc() {
+                    Some(permit) => permit,
+                    None => {
+                        log::debug!(
+                            "{} connections open: accepting again when one closes",
+                            config.max_connections
+                        );
+                        permits.acquire_arc().await
+                    }
+                };
                 let stream = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
                     Ok(stream) => stream,
                     Err(err) => {
@@ -201,6 +209,10 @@ impl Server {
         accept_all.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
+        log::debug!(
+            "listeners closed; {} sessions draining",
+            config.max_connections - permits.available_permits()
+        );
         stop.stop();
         drop(done_tx);
         // Sessions end themselves within the grace period; the margin covers a busy executor.

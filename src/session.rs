@@ -17,6 +17,9 @@ use crate::pool;
 /// The longest a closing session waits for its peer to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// How many reads a session makes before it lets others on its thread run.
+const YIELD_EVERY: u32 = 64;
+
 /// A pause this long in the peer's input ends the linger.
 const QUIET: Duration = Duration::from_millis(100);
 
@@ -83,9 +86,9 @@ pub enum CloseReason {
 impl CloseReason {
     fn from_error(err: io::Error) -> CloseReason {
         match err.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+                CloseReason::Reset
+            }
             kind => CloseReason::Error(kind),
         }
     }
@@ -267,7 +270,14 @@ struct Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn run<F: Future<Output = ()>>(&mut self, mut shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
+        let mut rounds: u32 = 0;
         loop {
+            rounds = rounds.wrapping_add(1);
+            // A peer that keeps both directions ready never makes this loop wait; executors have
+            // no budget of their own, so give the other sessions on this thread their turn.
+            if rounds.is_multiple_of(YIELD_EVERY) {
+                future::yield_now().await;
+            }
             match self.next_event(shutdown.as_mut()).await {
                 Ok(Event::Read(0)) => return self.finish_at_eof(shutdown).await,
                 Ok(Event::Read(_)) => {
@@ -406,8 +416,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let end = earliest(Some(Instant::now() + linger), *grace_deadline);
         let max_line = config.max_line;
         loop {
-            let quiet = earliest(Some(Instant::now() + QUIET), end);
-            let more = async { matches!(future::poll_fn(|cx| rx.poll_fill(io, cx, max_line)).await, Ok(1..)) };
+            let now = Instant::now();
+            // A peer whose bytes never pause keeps the read ready: the deadline is checked here.
+            if end.is_some_and(|end| now >= end) {
+                return;
+            }
+            let quiet = earliest(Some(now + QUIET), end);
+            let more =
+                async { matches!(future::poll_fn(|cx| rx.poll_fill(io, cx, max_line)).await, Ok(1..)) };
             let paused = async {
                 alarm.until(quiet).await;
                 false

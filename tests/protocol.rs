@@ -369,12 +369,35 @@ fn shutdown_during_a_blocked_write_ends_within_the_grace_period() {
     assert!(out.elapsed < Duration::from_millis(400), "{:?}", out.elapsed);
 }
 
+/// A flood of reads that are never pending, long enough (seconds) that a session which only
+/// looks at its clocks when a read is pending visibly overstays; finite so that it cannot hang.
+fn flood() -> Step {
+    Step::Flood(b"flood\r\n".to_vec(), 5_000_000)
+}
+
 #[test]
 fn shutdown_with_zero_grace_ends_at_once_even_when_input_never_pauses() {
-    // A peer that keeps the read side ready (here 20000 lines, one per read, never pending).
-    // `--grace 0` must close at once, dropping what is not yet echoed.
-    let chunks = vec![b"flood\r\n".to_vec(); 20_000];
-    let out = run_with(MemStream::new(chunks, Ending::Silent), &grace(Duration::ZERO), async {});
+    // `--grace 0` must close at once, dropping what is not yet echoed, even when the peer keeps
+    // the read side ready.
+    let out = run_with(MemStream::scripted(vec![flood()], Ending::Eof), &grace(Duration::ZERO), async {});
     assert_eq!(out.session.reason, CloseReason::Shutdown);
     assert!(out.session.lines < 100, "echoed {} lines after shutdown", out.session.lines);
+    assert!(out.elapsed < Duration::from_millis(500), "ended after {:?}", out.elapsed);
+}
+
+#[test]
+fn a_peer_that_keeps_sending_cannot_hold_an_ending_session_open() {
+    // After the sentinel or an over-long line the session may read and discard what follows for
+    // a while, but not for as long as the peer goes on.
+    let timeout = Duration::from_millis(100);
+    let too_long = cat(&[b"ok\r\n", &[b'y'; 100]]);
+    for (first, reason) in
+        [(&b"ok\r\n.\r\n"[..], CloseReason::Sentinel), (&too_long[..], CloseReason::LineTooLong)]
+    {
+        let steps = vec![Step::Data(first.to_vec()), flood()];
+        let out = run(MemStream::scripted(steps, Ending::Eof), &EchoConfig { max_line: 64, ..idle(timeout) });
+        assert_eq!(out.session, Session { lines: 1, bytes: 4, reason });
+        assert_eq!(out.stream.written, b"ok\r\n");
+        assert!(out.elapsed < timeout * 5, "{reason:?}: ended after {:?}", out.elapsed);
+    }
 }

@@ -56,11 +56,18 @@ fn read_to_close(stream: &mut TcpStream, reset_ok: bool) -> Vec<u8> {
 
 /// True when nothing arrives on `stream` within `wait`.
 fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
+    let deadline = Instant::now() + wait;
     let mut byte = [0];
-    let silent = match stream.read(&mut byte) {
-        Err(err) => matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
-        Ok(_) => false,
+    let silent = loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            break true;
+        };
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut byte) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => break matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+            Ok(_) => break false,
+        }
     };
     stream.set_read_timeout(Some(LIMIT)).unwrap();
     silent
@@ -93,6 +100,8 @@ fn flood(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
                         return (stream, sent);
                     }
                 }
+                // Seen on gVisor when a write with a timeout blocks: try again.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => panic!("flooding the server: {err}"),
             }
         }
@@ -258,9 +267,8 @@ fn a_port_in_use_exits_1_with_one_line_naming_it() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&addr), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");
-    // BUG (server.rs `bind`): the library logs `warning: cannot listen on ADDR` for the failed
-    // address before the CLI prints the same failure as its error, so stderr has two lines.
-    assert_eq!(stderr.lines().count(), 1, "BUG: the bind failure is reported twice:\n{stderr}");
+    // One line: not a warning for the address followed by the same failure as the error.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]
@@ -376,16 +384,35 @@ fn sigint_echoes_complete_lines_closes_and_exits_0() {
     drains_and_exits_on(Signal::INT);
 }
 
+/// A server started with ARGS, flooded by a client that reads nothing, then sent SIGTERM, and
+/// still in its grace period 300 ms later because of the echo it owes. Returns the server, the
+/// client, what it sent, and when the signal went.
+///
+/// On this machine (gVisor) the kernel now and then takes the whole echo after all, and the
+/// server rightly ends at once; such a try is noted and made again.
+fn held_in_grace(args: &[&str]) -> (ServerProcess, TcpStream, Vec<u8>, Instant) {
+    for attempt in 1..=3 {
+        let mut server = ServerProcess::start(args, 1);
+        let (client, sent) = flood(server.addr());
+        let signalled = Instant::now();
+        server.signal(Signal::TERM);
+        log_line(&server, "SIGTERM received");
+        thread::sleep(Duration::from_millis(300));
+        if server.child.try_wait().unwrap().is_none() {
+            return (server, client, sent, signalled);
+        }
+        eprintln!(
+            "note: try {attempt}: the server owed no echo at the signal after all: {:#?}",
+            server.log()
+        );
+    }
+    panic!("three times the server left its grace period with an echo still owed (or never owed one)");
+}
+
 #[test]
 fn a_blocked_echo_is_finished_within_the_grace_period() {
-    let mut server =
-        ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "10s", "--grace", "2s"], 1);
-    let (mut client, sent) = flood(server.addr());
-    let signalled = Instant::now();
-    server.signal(Signal::TERM);
-    // The echo it owes holds the server in its grace period while we do not read.
-    thread::sleep(Duration::from_millis(300));
-    assert!(server.child.try_wait().unwrap().is_none(), "exited with an echo still owed");
+    let (mut server, mut client, sent, signalled) =
+        held_in_grace(&["--listen", "127.0.0.1:0", "--idle-timeout", "10s", "--grace", "2s"]);
     let echoed = read_to_close(&mut client, true);
     // Done with the connection: a server that reads on after closing may stop now.
     client.shutdown(Shutdown::Write).ok();
@@ -422,16 +449,8 @@ fn grace_0_exits_at_once_even_with_a_blocked_echo() {
 
 #[test]
 fn a_second_signal_ends_the_grace_period_at_once() {
-    let mut server =
-        ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "20s", "--grace", "20s"], 1);
-    let (_client, _) = flood(server.addr());
-    server.signal(Signal::TERM);
-    log_line(&server, "SIGTERM received");
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "the blocked echo should hold the grace period; stderr: {:#?}",
-        server.log()
-    );
+    let (mut server, _client, _, _) =
+        held_in_grace(&["--listen", "127.0.0.1:0", "--idle-timeout", "20s", "--grace", "20s"]);
     let signalled = Instant::now();
     server.signal(Signal::TERM);
     let status = server.wait_exit(LIMIT).expect("the second signal ends the process");
@@ -593,7 +612,9 @@ fn a_reset_connection_affects_no_other() {
     let resetting = connect(server.addr());
     (&resetting).write_all(b"x\r\n").unwrap();
     // Wait for the echo and leave it unread: closing with unread data sends a reset.
-    resetting.peek(&mut [0; 3]).expect("the echo arrives");
+    while let Err(err) = resetting.peek(&mut [0; 3]) {
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "waiting for the echo: {err}");
+    }
     let peer = resetting.local_addr().unwrap();
     drop(resetting);
     let reason = closed_peer(&server, peer).reason;

@@ -155,12 +155,9 @@ fn serves_on_an_executor_that_is_not_smol() {
         let server = Server::new(listeners, ServerConfig::default());
         let addr = server.local_addrs().unwrap()[0];
         let (stop, stopped) = async_channel::bounded::<()>(1);
-        let serving = server.run(
-            |task| ex.spawn(task).detach(),
-            async move {
-                stopped.recv().await.ok();
-            },
-        );
+        let serving = server.run(|task| ex.spawn(task).detach(), async move {
+            stopped.recv().await.ok();
+        });
         let client = async {
             let mut client = async_net::TcpStream::connect(addr).await.unwrap();
             client.write_all(b"elsewhere\r\n.\r\n").await.unwrap();

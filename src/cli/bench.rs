@@ -7,14 +7,14 @@ use std::time::Duration;
 use argh::FromArgs;
 use smol_echo::{BenchConfig, BenchLimit, Progress};
 
-use super::{DEFAULT_ADDR, at_least, parse_duration};
+use super::{DEFAULT_ADDR, at_least, parse_addr, parse_duration, raise_open_file_limit};
 
 #[derive(FromArgs, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
 #[argh(subcommand, name = "bench")]
 pub(crate) struct BenchArgs {
     /// server address, host:port or [v6addr]:port (default localhost:8007)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// connections to open (default 50)
     #[argh(option, short = 'c', default = "50")]
@@ -69,6 +69,8 @@ impl BenchArgs {
 }
 
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
+    // Each connection is a descriptor: thousands of them need more than the usual soft limit.
+    raise_open_file_limit();
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let mut progress = ProgressLine::new(io::stderr().is_terminal());
     let result = async_io::block_on(smol_echo::bench(addr, &args.config(), |p| progress.show(p)));

@@ -9,7 +9,7 @@ use futures_lite::AsyncWriteExt;
 use smol::Unblock;
 use smol_echo::Ending;
 
-use super::{DEFAULT_ADDR, parse_duration};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration};
 
 /// Bytes in flight between each standard stream and its thread. Unblock's default, 8 MiB each,
 /// is no faster for a 40 MB file and makes the process five times bigger.
@@ -23,7 +23,7 @@ const PIPE: usize = 256 * 1024;
 #[argh(subcommand, name = "connect")]
 pub(crate) struct ConnectArgs {
     /// server address, host:port or [v6addr]:port (default localhost:8007)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// give up connecting after this long: 250ms, 30s, 2m or seconds (default 10s)
     #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(10)")]

@@ -126,12 +126,40 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * unit_secs).map_err(|_| invalid())
 }
 
+/// Checks `host:port` or `[v6addr]:port` without resolving it, so that a malformed address is a
+/// usage error (status 2) and not a failure to connect or bind (status 1).
+pub(crate) fn parse_addr(text: &str) -> Result<String, String> {
+    let invalid = |why: &str| format!("invalid address '{text}': {why}");
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
+    port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+    match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {
+        Some(Some(v6)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => Ok(text.to_string()),
+        Some(_) => Err(invalid("the part in brackets must be an IPv6 address")),
+        None if host.is_empty() => Err(invalid("the host is missing")),
+        None if host.contains(':') => Err(invalid("put an IPv6 address in brackets, e.g. [::1]:8007")),
+        None => Ok(text.to_string()),
+    }
+}
+
 /// A flag that must be at least `min`.
 fn at_least(flag: &str, value: usize, min: usize) -> Result<(), String> {
     if value < min {
         return Err(format!("{flag} must be at least {min}, not {value}"));
     }
     Ok(())
+}
+
+/// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
+pub(crate) fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => log::debug!("open file limit raised to {:?}", limit.current),
+            Err(err) => log::warn!("cannot raise the open file limit: {err}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +187,25 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Command {
         let argv = ["echo"].iter().chain(args).map(|s| s.to_string()).collect();
         parse(argv).expect("parses")
+    }
+
+    #[test]
+    fn addresses_need_a_host_and_a_numeric_port() {
+        for good in ["localhost:8007", "127.0.0.1:0", "[::1]:8007", "example.org:65535"] {
+            assert_eq!(parse_addr(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "localhost",
+            "localhost:",
+            ":8007",
+            "localhost:http",
+            "host:65536",
+            "::1:8007",
+            "[::1:8007",
+            "[nope]:1",
+        ] {
+            assert!(parse_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

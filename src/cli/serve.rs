@@ -11,7 +11,7 @@ use futures_lite::{StreamExt, future};
 use log::LevelFilter;
 use smol_echo::{EchoConfig, Server, ServerConfig, Summary};
 
-use super::{DEFAULT_ADDR, at_least, logger, parse_duration};
+use super::{DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, raise_open_file_limit};
 
 #[derive(FromArgs, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
@@ -20,7 +20,7 @@ use super::{DEFAULT_ADDR, at_least, logger, parse_duration};
 pub(crate) struct ServeArgs {
     /// address to listen on, host:port or [v6addr]:port; repeatable; a host name binds every
     /// address it resolves to (default localhost:8007)
-    #[argh(option)]
+    #[argh(option, from_str_fn(parse_addr))]
     listen: Vec<String>,
     /// close a connection that completes no line, or takes no echo, for this long: 250ms, 30s,
     /// 2m or seconds; 0 turns both timeouts off (default 30s)
@@ -147,17 +147,5 @@ fn signal_name(signal: Signal) -> &'static str {
         Signal::Int => "SIGINT",
         Signal::Term => "SIGTERM",
         _ => "signal",
-    }
-}
-
-/// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(err) = setrlimit(Resource::Nofile, limit) {
-            log::warn!("cannot raise the open file limit: {err}");
-        }
     }
 }

@@ -35,6 +35,8 @@ pub enum Step {
     Pause(Duration),
     /// Is pending once and wakes the reader at once, as a socket does between two segments.
     Yield,
+    /// Delivers the same chunk to this many reads in a row, never pending: a peer that floods.
+    Flood(Vec<u8>, usize),
 }
 
 /// How input bytes are cut into reads.
@@ -175,6 +177,19 @@ impl AsyncRead for MemStream {
                     ready!(this.read_timer.get_or_insert_with(|| Timer::after(pause)).poll(cx));
                     this.read_timer = None;
                     this.steps.pop_front();
+                }
+                Some(Step::Flood(_, 0)) => {
+                    this.steps.pop_front();
+                }
+                Some(Step::Flood(chunk, reads)) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    *reads -= 1;
+                    if *reads == 0 {
+                        this.steps.pop_front();
+                    }
+                    this.read += n;
+                    return Poll::Ready(Ok(n));
                 }
                 Some(Step::Yield) => {
                     this.steps.pop_front();
