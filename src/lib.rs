@@ -10,6 +10,8 @@
 //!
 //! - [`echo`]: one session over any futures-io stream, with its [`EchoConfig`], returning a
 //!   [`Session`] with its [`CloseReason`].
+//! - [`echo_raw`]: the RFC 862 echo, every byte back as it arrives; [`Mode`] picks it or the
+//!   line protocol for a session.
 //! - [`Server`]: accepts on listeners from [`bind`], runs a session per connection on the
 //!   caller's executor, and stops gracefully when told to.
 //! - [`converse`]: the client: sends input lines and writes their echoes at the same time, over a
@@ -57,6 +59,7 @@ mod bench;
 mod client;
 mod framing;
 mod pool;
+mod raw;
 mod server;
 mod session;
 mod stop;
@@ -64,5 +67,6 @@ mod tcp;
 
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Latency, Progress, bench};
 pub use client::{Ending, connect, converse};
+pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary, bind};
 pub use session::{CloseReason, EchoConfig, Session, echo};

@@ -15,7 +15,8 @@ use async_net::TcpListener;
 use futures_lite::future::{self, FutureExt};
 
 use crate::accept::Acceptor;
-use crate::session::{EchoConfig, echo};
+use crate::raw::Mode;
+use crate::session::EchoConfig;
 use crate::stop::{Stop, Stopped};
 use crate::tcp::TcpConn;
 
@@ -41,11 +42,13 @@ pub struct ServerConfig {
     /// Connections served at once across all listeners; at the limit the server stops
     /// accepting until one closes.
     pub max_connections: usize,
+    /// The protocol each connection speaks.
+    pub mode: Mode,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { echo: EchoConfig::default(), max_connections: 10000 }
+        ServerConfig { echo: EchoConfig::default(), max_connections: 10000, mode: Mode::Line }
     }
 }
 
@@ -251,7 +254,7 @@ fn connection<H: Send + 'static>(
     stream.set_nodelay(true).ok();
     log::info!("open {}", Peer(peer));
     // Boxed so that awaiting it below moves a pointer, not the whole session state.
-    let session = Box::pin(echo(stream, &config.echo, stop));
+    let session = config.mode.echo(stream, &config.echo, stop);
     Box::pin(async move {
         let session = session.await;
         totals.lines.fetch_add(session.lines, Relaxed);

@@ -84,7 +84,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    fn from_error(err: io::Error) -> CloseReason {
+    pub(crate) fn from_error(err: io::Error) -> CloseReason {
         match err.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
                 CloseReason::Reset
@@ -436,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

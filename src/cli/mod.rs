@@ -9,6 +9,7 @@ mod bench;
 mod connect;
 mod logger;
 mod serve;
+mod stdio;
 
 /// The default address of every subcommand.
 const DEFAULT_ADDR: &str = "localhost:8007";

@@ -9,9 +9,9 @@ use async_executor::Executor;
 use async_signal::{Signal, Signals};
 use futures_lite::{StreamExt, future};
 use log::LevelFilter;
-use smol_echo::{EchoConfig, Server, ServerConfig, Summary};
+use smol_echo::{EchoConfig, Mode, Server, ServerConfig, Summary};
 
-use super::{DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, raise_open_file_limit};
+use super::{DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, raise_open_file_limit, stdio};
 
 #[derive(FromArgs, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
@@ -22,8 +22,8 @@ pub(crate) struct ServeArgs {
     /// address it resolves to (default localhost:8007)
     #[argh(option, from_str_fn(parse_addr))]
     listen: Vec<String>,
-    /// close a connection that completes no line, or takes no echo, for this long: 250ms, 30s,
-    /// 2m or seconds; 0 turns both timeouts off (default 30s)
+    /// close a connection that completes no line (raw mode: sends no byte), or takes no echo,
+    /// for this long: 250ms, 30s, 2m or seconds; 0 turns both timeouts off (default 30s)
     #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(30)")]
     idle_timeout: Duration,
     /// longest line accepted, in bytes with its CR LF; a longer one closes the connection
@@ -40,6 +40,14 @@ pub(crate) struct ServeArgs {
     /// (default 5s)
     #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(5)")]
     grace: Duration,
+    /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
+    /// back as it arrives) (default line)
+    #[argh(option, from_str_fn(parse_mode), default = "Mode::Line")]
+    mode: Mode,
+    /// serve one session on standard input and output, then exit: for inetd (nowait), systemd
+    /// (Accept=yes) and ssh forced commands; logs still go to stderr
+    #[argh(switch)]
+    stdio: bool,
     /// print only the listening lines, the summary, warnings and errors
     #[argh(switch, short = 'q')]
     quiet: bool,
@@ -54,6 +62,9 @@ impl ServeArgs {
         at_least("--max-line", self.max_line, 3)?;
         at_least("--max-connections", self.max_connections, 1)?;
         at_least("--threads", self.threads.unwrap_or(1), 1)?;
+        if self.stdio && !self.listen.is_empty() {
+            return Err("--listen cannot be used with --stdio".into());
+        }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
         }
@@ -68,6 +79,7 @@ impl ServeArgs {
                 grace: self.grace,
             },
             max_connections: self.max_connections,
+            mode: self.mode,
         }
     }
 
@@ -82,6 +94,10 @@ impl ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
     logger::init(args.log_level());
+    if args.stdio {
+        let config = args.config();
+        return stdio::run(config.mode, &config.echo);
+    }
     match serve(args) {
         Ok(summary) => {
             let unfinished = match summary.unfinished {
@@ -142,7 +158,15 @@ fn serve(args: ServeArgs) -> std::io::Result<Summary> {
     })
 }
 
-fn signal_name(signal: Signal) -> &'static str {
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "line" => Ok(Mode::Line),
+        "raw" => Ok(Mode::Raw),
+        _ => Err(format!("invalid mode '{text}': use line or raw")),
+    }
+}
+
+pub(super) fn signal_name(signal: Signal) -> &'static str {
     match signal {
         Signal::Int => "SIGINT",
         Signal::Term => "SIGTERM",
