@@ -8,11 +8,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_lite::future::{self, Fuse, FutureExt};
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::alarm::Alarm;
 use crate::pool;
-use crate::session::{CloseReason, EchoConfig, Session, earliest, echo};
+use crate::session::{CloseReason, EchoConfig, Session, echo, half_close, write_within};
 
 /// How many reads a session makes before it lets others on its thread run.
 const YIELD_EVERY: u32 = 64;
@@ -190,52 +190,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
         read.or(idle).or(stop).await
     }
 
-    /// Writes one read's bytes back. A peer that does not take them within the idle timeout is
-    /// closed; a shutdown shortens that to the grace period.
+    /// Writes one read's bytes back.
     async fn write<F: Future<Output = ()>>(
         &mut self,
         echo: &[u8],
-        mut shutdown: Pin<&mut Fuse<F>>,
+        shutdown: Pin<&mut Fuse<F>>,
     ) -> Result<(), CloseReason> {
-        let write_deadline = self.deadline_from_now();
         let Raw { io, alarm, config, grace_deadline, bytes, .. } = self;
-        let mut write = io.write_all(echo);
-        // Most writes finish at once; only a blocked one needs a deadline.
-        let finished = future::poll_once(&mut write).await.transpose().map_err(CloseReason::from_error)?;
-        if finished.is_none() {
-            loop {
-                let grace = *grace_deadline;
-                let deadline = earliest(write_deadline, grace);
-                let alarm = &mut *alarm;
-                let timeout = async move {
-                    alarm.until(deadline).await;
-                    Err(if deadline == grace { CloseReason::Shutdown } else { CloseReason::WriteTimeout })
-                };
-                let written = async { (&mut write).await.map(|()| true).map_err(CloseReason::from_error) };
-                let stop = async {
-                    shutdown.as_mut().await;
-                    Ok(false)
-                };
-                if written.or(timeout).or(stop).await? {
-                    break;
-                }
-                // Shutdown asked mid-write: the write goes on, within the grace period.
-                *grace_deadline = Some(Instant::now() + config.grace);
-            }
-        }
+        write_within(io, echo, alarm, config, grace_deadline, shutdown).await?;
         *bytes += echo.len() as u64;
         Ok(())
     }
 
-    /// Flushes and half-closes, within the same deadline as a write.
     async fn close(&mut self, reason: CloseReason) -> CloseReason {
-        let deadline = earliest(self.deadline_from_now(), self.grace_deadline);
-        let Raw { io, alarm, .. } = self;
-        let closed = async {
-            // A peer that already left makes the close fail; the reason for ending stands.
-            io.close().await.ok();
-        };
-        closed.or(alarm.until(deadline)).await;
+        let Raw { io, alarm, config, grace_deadline, .. } = self;
+        half_close(io, alarm, config, *grace_deadline).await;
         reason
     }
 }

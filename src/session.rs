@@ -341,39 +341,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         read.or(idle).or(stop).await
     }
 
-    /// Writes the first `len` owed bytes. A peer that reads slower than it sends gets the idle
-    /// timeout to take them all; a shutdown shortens that to the grace period.
+    /// Writes the first `len` owed bytes.
     async fn write_owed<F: Future<Output = ()>>(
         &mut self,
         len: usize,
-        mut shutdown: Pin<&mut Fuse<F>>,
+        shutdown: Pin<&mut Fuse<F>>,
     ) -> Result<(), CloseReason> {
         let Conn { io, rx, alarm, config, grace_deadline, bytes, .. } = self;
-        let mut write = io.write_all(&rx.owed()[..len]);
-        // Most writes finish at once; only a blocked one needs a deadline.
-        let finished = future::poll_once(&mut write).await.transpose().map_err(CloseReason::from_error)?;
-        if finished.is_none() {
-            let write_deadline = config.idle_timeout.map(|d| Instant::now() + d);
-            loop {
-                let grace = *grace_deadline;
-                let deadline = earliest(write_deadline, grace);
-                let alarm = &mut *alarm;
-                let timeout = async move {
-                    alarm.until(deadline).await;
-                    Err(if deadline == grace { CloseReason::Shutdown } else { CloseReason::WriteTimeout })
-                };
-                let written = async { (&mut write).await.map(|()| true).map_err(CloseReason::from_error) };
-                let stop = async {
-                    shutdown.as_mut().await;
-                    Ok(false)
-                };
-                if written.or(timeout).or(stop).await? {
-                    break;
-                }
-                // Shutdown asked mid-write: the write goes on, within the grace period.
-                *grace_deadline = Some(Instant::now() + config.grace);
-            }
-        }
+        write_within(io, &rx.owed()[..len], alarm, config, grace_deadline, shutdown).await?;
         *bytes += len as u64;
         Ok(())
     }
@@ -390,16 +365,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.close(CloseReason::Eof).await
     }
 
-    /// Flushes and half-closes, within the same deadline as a write; then, when the peer may
-    /// still be sending, lingers until it closes too.
+    /// Half-closes; then, when the peer may still be sending, lingers until it closes too.
     async fn close(&mut self, reason: CloseReason) -> CloseReason {
         let Conn { io, alarm, config, grace_deadline, .. } = self;
-        let deadline = earliest(config.idle_timeout.map(|d| Instant::now() + d), *grace_deadline);
-        let closed = async {
-            // A peer that already left makes the close fail; the reason for ending stands.
-            io.close().await.ok();
-        };
-        closed.or(alarm.until(deadline)).await;
+        half_close(io, alarm, config, *grace_deadline).await;
         if matches!(reason, CloseReason::Sentinel | CloseReason::LineTooLong | CloseReason::Shutdown) {
             self.linger().await;
         }
@@ -436,7 +405,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
-pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+/// Writes all of `data`. A peer that reads slower than it sends gets the idle timeout to take it
+/// all; a shutdown, asked before or during the write, shortens that to the grace period.
+pub(crate) async fn write_within<W, F>(
+    io: &mut W,
+    data: &[u8],
+    alarm: &mut Alarm,
+    config: &EchoConfig,
+    grace_deadline: &mut Option<Instant>,
+    mut shutdown: Pin<&mut Fuse<F>>,
+) -> Result<(), CloseReason>
+where
+    W: AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    let mut write = io.write_all(data);
+    // Most writes finish at once; only a blocked one needs a deadline.
+    let finished = future::poll_once(&mut write).await.transpose().map_err(CloseReason::from_error)?;
+    if finished.is_some() {
+        return Ok(());
+    }
+    let write_deadline = config.idle_timeout.map(|d| Instant::now() + d);
+    loop {
+        let grace = *grace_deadline;
+        let deadline = earliest(write_deadline, grace);
+        let alarm = &mut *alarm;
+        let timeout = async move {
+            alarm.until(deadline).await;
+            Err(if deadline == grace { CloseReason::Shutdown } else { CloseReason::WriteTimeout })
+        };
+        let written = async { (&mut write).await.map(|()| true).map_err(CloseReason::from_error) };
+        let stop = async {
+            shutdown.as_mut().await;
+            Ok(false)
+        };
+        if written.or(timeout).or(stop).await? {
+            return Ok(());
+        }
+        // Shutdown asked mid-write: the write goes on, within the grace period.
+        *grace_deadline = Some(Instant::now() + config.grace);
+    }
+}
+
+/// Flushes and half-closes, within the same deadline as a write.
+pub(crate) async fn half_close<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    alarm: &mut Alarm,
+    config: &EchoConfig,
+    grace_deadline: Option<Instant>,
+) {
+    let deadline = earliest(config.idle_timeout.map(|d| Instant::now() + d), grace_deadline);
+    let closed = async {
+        // A peer that already left makes the close fail; the reason for ending stands.
+        io.close().await.ok();
+    };
+    closed.or(alarm.until(deadline)).await;
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
