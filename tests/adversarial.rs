@@ -22,7 +22,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use common::{ECHO, ServerProcess, rss_of, within};
+use common::{ECHO, ServerProcess, assert_echoes, connect, rss_of, within};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use rustix::process::Signal;
 use smol::LocalExecutor;
@@ -71,24 +71,6 @@ fn start(args: &[&str], nofile: Option<usize>) -> ServerProcess {
     };
     command.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
     ServerProcess::start_command(&mut command, 1)
-}
-
-/// A blocking client whose reads and writes fail after `LIMIT` instead of hanging.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream =
-        TcpStream::connect_timeout(&addr, LIMIT).unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_write_timeout(Some(LIMIT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
-/// Sends `bytes` (complete lines) and checks they come back byte for byte.
-fn assert_echoes(stream: &mut TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).expect("send");
-    let mut echo = vec![0; bytes.len()];
-    stream.read_exact(&mut echo).expect("read the echo");
-    assert_eq!(echo, bytes, "echo differs");
 }
 
 /// `fut`'s output, or `None` when `limit` passes first.

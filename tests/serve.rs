@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ECHO, ServerProcess};
+use common::{ECHO, ServerProcess, assert_echoes, connect};
 use rustix::process::Signal;
 
 /// How long anything that should happen promptly may take before the test fails.
@@ -24,24 +24,6 @@ const FLOOD_LINE: usize = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A blocking client whose reads and writes fail after `LIMIT` instead of hanging.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream =
-        TcpStream::connect_timeout(&addr, LIMIT).unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_write_timeout(Some(LIMIT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
-/// Sends `bytes` (complete lines) and checks they come back byte for byte.
-fn assert_echoes(stream: &mut TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).expect("send");
-    let mut echo = vec![0; bytes.len()];
-    stream.read_exact(&mut echo).expect("read the echo");
-    assert_eq!(echo, bytes, "echo differs");
-}
 
 /// Reads until the server closes; a reset counts as a close too when `reset_ok`.
 fn read_to_close(stream: &mut TcpStream, reset_ok: bool) -> Vec<u8> {

@@ -174,4 +174,24 @@ impl Drop for InProcessServer {
         self.stop.close();
     }
 }
+/// A blocking client with 5 s timeouts on connect, read and write, and TCP_NODELAY.
+pub fn connect(addr: SocketAddr) -> std::net::TcpStream {
+    let limit = Duration::from_secs(5);
+    let stream = std::net::TcpStream::connect_timeout(&addr, limit)
+        .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream.set_write_timeout(Some(limit)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sends `bytes` (complete lines) and checks they come back byte for byte.
+pub fn assert_echoes(stream: &mut std::net::TcpStream, bytes: &[u8]) {
+    use std::io::{Read, Write};
+    stream.write_all(bytes).expect("send");
+    let mut echo = vec![0; bytes.len()];
+    stream.read_exact(&mut echo).expect("read the echo");
+    assert_eq!(echo, bytes, "echo differs");
+}
+
 pub mod mem;
