@@ -127,10 +127,24 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * unit_secs).map_err(|_| invalid())
 }
 
-/// Checks `host:port` or `[v6addr]:port` without resolving it, so that a malformed address is a
-/// usage error (status 2) and not a failure to connect or bind (status 1).
+/// Checks `host:port`, `[v6addr]:port` or `unix:/path` without resolving it, so that a
+/// malformed address is a usage error (status 2) and not a failure to connect or bind (status 1).
 pub(crate) fn parse_addr(text: &str) -> Result<String, String> {
+    match text.strip_prefix("unix:") {
+        Some("") => {
+            Err(format!("invalid address '{text}': the socket path is missing, e.g. unix:/run/echo.sock"))
+        }
+        Some(_) => Ok(text.to_string()),
+        None => parse_inet_addr(text),
+    }
+}
+
+/// Checks `host:port` or `[v6addr]:port`: the addresses of UDP, which has no Unix form here.
+pub(crate) fn parse_inet_addr(text: &str) -> Result<String, String> {
     let invalid = |why: &str| format!("invalid address '{text}': {why}");
+    if text.starts_with("unix:") {
+        return Err(invalid("a Unix socket cannot be used here; use host:port"));
+    }
     let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
     port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
     match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {
@@ -192,7 +206,7 @@ mod tests {
 
     #[test]
     fn addresses_need_a_host_and_a_numeric_port() {
-        for good in ["localhost:8007", "127.0.0.1:0", "[::1]:8007", "example.org:65535"] {
+        for good in ["localhost:8007", "127.0.0.1:0", "[::1]:8007", "example.org:65535", "unix:/run/e.sock"] {
             assert_eq!(parse_addr(good).as_deref(), Ok(good));
         }
         for bad in [
@@ -204,9 +218,12 @@ mod tests {
             "::1:8007",
             "[::1:8007",
             "[nope]:1",
+            "unix:",
         ] {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
+        assert!(parse_inet_addr("unix:/run/e.sock").is_err());
+        assert_eq!(parse_inet_addr("[::1]:7").as_deref(), Ok("[::1]:7"));
     }
 
     #[test]
