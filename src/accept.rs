@@ -1,11 +1,14 @@
-//! Accepting from several listeners at once.
+//! Accepting from several stream listeners, TCP and Unix, at once.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Async;
+
+use crate::listener::SocketFile;
 
 /// Takes connections from whichever listener has one.
 ///
@@ -21,40 +24,69 @@ pub(crate) struct Acceptor {
 }
 
 #[derive(Debug)]
+pub(crate) enum StreamListener {
+    Tcp(Arc<Async<TcpListener>>),
+    Unix {
+        socket: Arc<Async<UnixListener>>,
+        /// What its connections are logged as.
+        name: Arc<str>,
+        /// Removed when the listener closes.
+        _file: Option<SocketFile>,
+    },
+}
+
+#[derive(Debug)]
 struct Listener {
-    socket: Arc<Async<TcpListener>>,
+    socket: StreamListener,
     /// The last readiness has not yet been used up by an accept that would block.
     ready: bool,
 }
 
+/// A connection just accepted, and who is at the other end.
+pub(crate) enum Accepted {
+    Tcp(Async<TcpStream>, SocketAddr),
+    /// Unix peers rarely have a name: the listener's stands for them.
+    Unix(Async<UnixStream>, Arc<str>),
+}
+
 impl Acceptor {
-    pub(crate) fn new(listeners: Vec<async_net::TcpListener>) -> Acceptor {
-        let listeners = listeners.into_iter().map(|l| Listener { socket: l.into(), ready: false }).collect();
+    pub(crate) fn new(listeners: Vec<StreamListener>) -> Acceptor {
+        let listeners = listeners.into_iter().map(|socket| Listener { socket, ready: false }).collect();
         Acceptor { listeners, next: 0 }
     }
 
-    pub(crate) fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.listeners.iter().map(|l| l.socket.get_ref().local_addr()).collect()
-    }
-
     /// The next connection, registered with the reactor, or the error that one accept gave.
-    pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Async<TcpStream>>> {
+    pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
         let count = self.listeners.len();
         for i in 0..count {
             let index = (self.next + i) % count;
             let listener = &mut self.listeners[index];
             loop {
                 if !listener.ready {
-                    match listener.socket.poll_readable(cx) {
+                    let readable = match &listener.socket {
+                        StreamListener::Tcp(socket) => socket.poll_readable(cx),
+                        StreamListener::Unix { socket, .. } => socket.poll_readable(cx),
+                    };
+                    match readable {
                         Poll::Pending => break,
                         Poll::Ready(result) => result?,
                     }
                     listener.ready = true;
                 }
-                match listener.socket.get_ref().accept() {
-                    Ok((stream, _)) => {
+                let accepted = match &listener.socket {
+                    StreamListener::Tcp(socket) => socket
+                        .get_ref()
+                        .accept()
+                        .and_then(|(stream, peer)| Ok(Accepted::Tcp(Async::new(stream)?, peer))),
+                    StreamListener::Unix { socket, name, .. } => socket
+                        .get_ref()
+                        .accept()
+                        .and_then(|(stream, _)| Ok(Accepted::Unix(Async::new(stream)?, name.clone()))),
+                };
+                match accepted {
+                    Ok(accepted) => {
                         self.next = (index + 1) % count;
-                        return Poll::Ready(Async::new(stream));
+                        return Poll::Ready(Ok(accepted));
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => listener.ready = false,
                     Err(err) => return Poll::Ready(Err(err)),

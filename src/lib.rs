@@ -30,13 +30,13 @@
 //! smol::block_on(async {
 //!     let listeners = smol_echo::bind(&["127.0.0.1:0"]).await?;
 //!     let server = Server::new(listeners, ServerConfig::default());
-//!     let addr = server.local_addrs()?[0];
+//!     let addr = server.local_addrs()?[0].to_string();
 //!     let (stop, stopped) = async_channel::bounded::<()>(1);
 //!     let serving = smol::spawn(server.run(|task| smol::spawn(task).detach(), async move {
 //!         stopped.recv().await.ok();
 //!     }));
 //!
-//!     let mut client = async_net::TcpStream::connect(addr).await?;
+//!     let mut client = async_net::TcpStream::connect(&*addr).await?;
 //!     client.write_all(b"hello\r\n.\r\n").await?;
 //!     let mut echoed = Vec::new();
 //!     client.read_to_end(&mut echoed).await?;
@@ -54,19 +54,24 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod accept;
+mod activation;
 mod alarm;
 mod bench;
 mod client;
+mod conn;
 mod framing;
+mod listener;
 mod pool;
 mod raw;
 mod server;
 mod session;
 mod stop;
-mod tcp;
+mod udp;
 
+pub use activation::activated;
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Latency, Progress, bench};
 pub use client::{Ending, connect, converse};
+pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
-pub use server::{ConnectionTask, Server, ServerConfig, Summary, bind};
+pub use server::{ConnectionTask, Server, ServerConfig, Summary};
 pub use session::{CloseReason, EchoConfig, Session, echo};

@@ -8,17 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use async_io::Async;
 use async_io::Timer;
 use async_lock::Semaphore;
-use async_net::TcpListener;
 use futures_lite::future::{self, FutureExt};
 
-use crate::accept::Acceptor;
+use crate::accept::{Accepted, Acceptor, StreamListener};
+use crate::conn::SocketConn;
+use crate::listener::{Kind, ListenAddr, Listener};
 use crate::raw::Mode;
 use crate::session::EchoConfig;
 use crate::stop::{Stop, Stopped};
-use crate::tcp::TcpConn;
+use crate::udp::{self, Datagrams};
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
@@ -66,8 +66,12 @@ pub struct Summary {
     pub connections: u64,
     /// Lines echoed over all connections.
     pub lines: u64,
-    /// Bytes echoed over all connections.
+    /// Bytes echoed over all connections and datagrams.
     pub bytes: u64,
+    /// UDP datagrams echoed.
+    pub datagrams: u64,
+    /// UDP datagrams not answered because they came from a small service's port.
+    pub refused_datagrams: u64,
     /// Connections still open when the grace period ran out.
     pub unfinished: u64,
 }
@@ -78,56 +82,8 @@ struct Totals {
     closed: AtomicU64,
     lines: AtomicU64,
     bytes: AtomicU64,
-}
-
-/// Binds every address each of `addrs` resolves to (`host:port` or `[v6addr]:port`).
-///
-/// An address that fails while another binds is logged as a warning; none binding is an error.
-/// Port 0 picks a free port for each socket.
-///
-/// # Examples
-///
-/// ```
-/// let listeners = futures_lite::future::block_on(smol_echo::bind(&["127.0.0.1:0"])).unwrap();
-/// assert_eq!(listeners.len(), 1);
-/// ```
-pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::new();
-    let mut failures = Vec::new();
-    for addr in addrs.iter().map(AsRef::as_ref) {
-        let resolved = match async_net::resolve(addr).await {
-            Ok(resolved) => resolved,
-            Err(err) => {
-                failures.push(io::Error::new(err.kind(), format!("cannot resolve {addr}: {err}")));
-                continue;
-            }
-        };
-        let mut seen = Vec::new();
-        for socket_addr in resolved {
-            if seen.contains(&socket_addr) {
-                continue;
-            }
-            seen.push(socket_addr);
-            match TcpListener::bind(socket_addr).await {
-                Ok(listener) => listeners.push(listener),
-                Err(err) => failures
-                    .push(io::Error::new(err.kind(), format!("cannot listen on {socket_addr}: {err}"))),
-            }
-        }
-    }
-    if listeners.is_empty() {
-        // Every failure is in the one error, so that it is reported once, on one line.
-        let kind = failures.first().map_or(io::ErrorKind::InvalidInput, io::Error::kind);
-        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        return Err(match reasons.is_empty() {
-            true => io::Error::new(kind, "no address to listen on"),
-            false => io::Error::new(kind, reasons.join("; ")),
-        });
-    }
-    for failure in failures {
-        log::warn!("{failure}");
-    }
-    Ok(listeners)
+    datagrams: AtomicU64,
+    refused_datagrams: AtomicU64,
 }
 
 /// An echo server over listeners that are already bound.
@@ -151,19 +107,20 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<TcpListener>> {
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    acceptor: Acceptor,
+    listeners: Vec<Listener>,
     config: ServerConfig,
 }
 
 impl Server {
-    /// A server that will accept on `listeners`.
-    pub fn new(listeners: Vec<TcpListener>, config: ServerConfig) -> Server {
-        Server { acceptor: Acceptor::new(listeners), config }
+    /// A server that will serve on `listeners`: a session per connection on the stream ones,
+    /// and the UDP echo on the datagram ones.
+    pub fn new(listeners: Vec<Listener>, config: ServerConfig) -> Server {
+        Server { listeners, config }
     }
 
     /// The addresses the listeners are bound to, with the real ports.
-    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.acceptor.local_addrs()
+    pub fn local_addrs(&self) -> io::Result<Vec<ListenAddr>> {
+        self.listeners.iter().map(Listener::local_addr).collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets every session echo the
@@ -177,13 +134,30 @@ impl Server {
         S: Fn(ConnectionTask),
         F: Future<Output = ()>,
     {
-        let Server { mut acceptor, config } = self;
+        let Server { listeners, config } = self;
         let totals = Arc::new(Totals::default());
         // `stop` tells every session to drain; `done` is held once per session, so its receiver
         // sees the channel close when the last session ends.
         let stop = Stop::default();
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = Arc::new(Semaphore::new(config.max_connections));
+
+        let mut streams = Vec::new();
+        for listener in listeners {
+            match listener.0 {
+                Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
+                Kind::Unix(socket, file) => {
+                    let name = Listener(Kind::Unix(socket.clone(), None)).local_addr();
+                    let name = name.map_or_else(|_| "unix:".into(), |name| name.to_string().into());
+                    streams.push(StreamListener::Unix { socket, name, _file: file });
+                }
+                Kind::Udp(socket) => {
+                    let datagrams = udp::echo_datagrams(socket, stop.listen(), ACCEPT_BACKOFF);
+                    spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
+                }
+            }
+        }
+        let mut acceptor = Acceptor::new(streams);
 
         let accept_all = async {
             loop {
@@ -197,8 +171,8 @@ impl Server {
                         permits.acquire_arc().await
                     }
                 };
-                let stream = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
-                    Ok(stream) => stream,
+                let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
+                    Ok(accepted) => accepted,
                     Err(err) => {
                         log::warn!("accept failed: {err}; retrying in {ACCEPT_BACKOFF:?}");
                         Timer::after(ACCEPT_BACKOFF).await;
@@ -206,7 +180,7 @@ impl Server {
                     }
                 };
                 let done = done_tx.clone();
-                spawn(connection(stream, &config, stop.listen(), totals.clone(), (permit, done)));
+                spawn(connection(accepted, &config, stop.listen(), totals.clone(), (permit, done)));
             }
         };
         accept_all.or(shutdown).await;
@@ -232,29 +206,53 @@ impl Server {
             connections,
             lines: totals.lines.load(Relaxed),
             bytes: totals.bytes.load(Relaxed),
+            datagrams: totals.datagrams.load(Relaxed),
+            refused_datagrams: totals.refused_datagrams.load(Relaxed),
             unfinished: connections - totals.closed.load(Relaxed),
         }
     }
 }
 
+/// One UDP socket's task: its counts go into the totals when it ends, then `hold` is let go.
+fn datagram_task<H: Send + 'static>(
+    datagrams: impl Future<Output = Datagrams> + Send + 'static,
+    totals: Arc<Totals>,
+    hold: H,
+) -> ConnectionTask {
+    Box::pin(async move {
+        let counts = datagrams.await;
+        totals.datagrams.fetch_add(counts.echoed, Relaxed);
+        totals.bytes.fetch_add(counts.bytes, Relaxed);
+        totals.refused_datagrams.fetch_add(counts.refused, Relaxed);
+        drop(hold);
+    })
+}
+
 /// One connection's session, with its log lines and its share of the totals. `hold` is kept
 /// until the session ends: the connection-limit permit and the server's count of live sessions.
 fn connection<H: Send + 'static>(
-    stream: Async<std::net::TcpStream>,
+    accepted: Accepted,
     config: &ServerConfig,
     stop: Stopped,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
-    totals.connections.fetch_add(1, Relaxed);
+    let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    let stream = TcpConn::new(stream);
-    let peer = stream.peer_addr().ok();
-    // Lines are small and latency matters more than packet count.
-    stream.set_nodelay(true).ok();
-    log::info!("open {}", Peer(peer));
     // Boxed so that awaiting it below moves a pointer, not the whole session state.
-    let session = config.mode.echo(stream, &config.echo, stop);
+    let (peer, session) = match accepted {
+        Accepted::Tcp(stream, peer) => {
+            let stream = SocketConn::new(stream);
+            // Lines are small and latency matters more than packet count.
+            stream.get_ref().set_nodelay(true).ok();
+            (Peer::Inet(peer), config.mode.echo(stream, &config.echo, stop))
+        }
+        Accepted::Unix(stream, listener) => {
+            let stream = SocketConn::new(stream);
+            (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
+        }
+    };
+    log::info!("open {peer}");
     Box::pin(async move {
         let session = session.await;
         totals.lines.fetch_add(session.lines, Relaxed);
@@ -262,7 +260,7 @@ fn connection<H: Send + 'static>(
         totals.closed.fetch_add(1, Relaxed);
         log::info!(
             "close {} lines={} bytes={} duration={:.3}s reason={}",
-            Peer(peer),
+            peer,
             session.lines,
             session.bytes,
             started.elapsed().as_secs_f64(),
@@ -273,42 +271,18 @@ fn connection<H: Send + 'static>(
     })
 }
 
-/// A peer address for the log; the kernel may not know it once the peer has gone.
-struct Peer(Option<SocketAddr>);
+/// Who a connection's log lines are about. Unix peers are nameless, so they go by the
+/// listener's path and the connection's number: `unix:/run/echo.sock#17`.
+enum Peer {
+    Inet(SocketAddr),
+    Unix(Arc<str>, u64),
+}
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(addr) => addr.fmt(f),
-            None => f.write_str("(unknown peer)"),
+        match self {
+            Peer::Inet(addr) => addr.fmt(f),
+            Peer::Unix(listener, number) => write!(f, "{listener}#{number}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use futures_lite::future;
-
-    use super::*;
-
-    #[test]
-    fn bind_reports_the_address_that_failed() {
-        future::block_on(async {
-            let taken = bind(&["127.0.0.1:0"]).await.unwrap();
-            let addr = taken[0].local_addr().unwrap().to_string();
-            let err = bind(&[addr.as_str()]).await.unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-            assert!(err.to_string().contains(&addr), "{err}");
-        });
-    }
-
-    #[test]
-    fn bind_keeps_the_addresses_that_work() {
-        future::block_on(async {
-            let taken = bind(&["127.0.0.1:0"]).await.unwrap();
-            let addr = taken[0].local_addr().unwrap().to_string();
-            let bound = bind(&[addr.as_str(), "127.0.0.1:0"]).await.unwrap();
-            assert_eq!(bound.len(), 1);
-        });
     }
 }

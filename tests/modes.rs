@@ -181,15 +181,17 @@ fn stdio_drains_on_sigterm() {
 }
 
 #[test]
-fn stdio_refuses_listen() {
-    let output = Command::new(ECHO)
-        .args(["serve", "--stdio", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run echo");
-    assert_eq!(output.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(err.contains("--listen cannot be used with --stdio"), "{err}");
+fn stdio_refuses_listen_and_udp() {
+    for flag in ["--listen", "--udp"] {
+        let output = Command::new(ECHO)
+            .args(["serve", "--stdio", flag, "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run echo");
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains("--listen and --udp cannot be used with --stdio"), "{err}");
+    }
 }
 
 #[test]

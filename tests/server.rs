@@ -153,13 +153,13 @@ fn serves_on_an_executor_that_is_not_smol() {
     let summary = future::block_on(ex.run(async {
         let listeners = smol_echo::bind(&["127.0.0.1:0"]).await.unwrap();
         let server = Server::new(listeners, ServerConfig::default());
-        let addr = server.local_addrs().unwrap()[0];
+        let addr = server.local_addrs().unwrap()[0].to_string();
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let serving = server.run(|task| ex.spawn(task).detach(), async move {
             stopped.recv().await.ok();
         });
         let client = async {
-            let mut client = async_net::TcpStream::connect(addr).await.unwrap();
+            let mut client = async_net::TcpStream::connect(&*addr).await.unwrap();
             client.write_all(b"elsewhere\r\n.\r\n").await.unwrap();
             let mut echoed = Vec::new();
             client.read_to_end(&mut echoed).await.unwrap();

@@ -9,19 +9,24 @@ use async_executor::Executor;
 use async_signal::{Signal, Signals};
 use futures_lite::{StreamExt, future};
 use log::LevelFilter;
-use smol_echo::{EchoConfig, Mode, Server, ServerConfig, Summary};
+use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
 
-use super::{DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, raise_open_file_limit, stdio};
+use super::{
+    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, raise_open_file_limit, stdio,
+};
 
 #[derive(FromArgs, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
 /// ends a session. SIGINT or SIGTERM stops it gracefully; a second signal stops it at once.
 #[argh(subcommand, name = "serve")]
 pub(crate) struct ServeArgs {
-    /// address to listen on, host:port or [v6addr]:port; repeatable; a host name binds every
-    /// address it resolves to (default localhost:8007)
+    /// address to listen on, host:port, [v6addr]:port or unix:/path; repeatable; a host name
+    /// binds every address it resolves to (default localhost:8007 unless --udp is given)
     #[argh(option, from_str_fn(parse_addr))]
     listen: Vec<String>,
+    /// also serve the UDP echo on host:port: each datagram back to its sender; repeatable
+    #[argh(option, from_str_fn(parse_inet_addr))]
+    udp: Vec<String>,
     /// close a connection that completes no line (raw mode: sends no byte), or takes no echo,
     /// for this long: 250ms, 30s, 2m or seconds; 0 turns both timeouts off (default 30s)
     #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(30)")]
@@ -62,8 +67,8 @@ impl ServeArgs {
         at_least("--max-line", self.max_line, 3)?;
         at_least("--max-connections", self.max_connections, 1)?;
         at_least("--threads", self.threads.unwrap_or(1), 1)?;
-        if self.stdio && !self.listen.is_empty() {
-            return Err("--listen cannot be used with --stdio".into());
+        if self.stdio && !(self.listen.is_empty() && self.udp.is_empty()) {
+            return Err("--listen and --udp cannot be used with --stdio".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
@@ -99,13 +104,21 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         return stdio::run(config.mode, &config.echo);
     }
     match serve(args) {
-        Ok(summary) => {
+        Ok((summary, udp)) => {
+            let datagrams = match udp {
+                true => format!(", {} datagrams", summary.datagrams),
+                false => String::new(),
+            };
+            let refused = match summary.refused_datagrams {
+                0 => String::new(),
+                n => format!(", {n} datagrams from small-service ports not answered"),
+            };
             let unfinished = match summary.unfinished {
                 0 => String::new(),
                 n => format!(", {n} cut off at the end of the grace period"),
             };
             eprintln!(
-                "shutdown: {} connections, {} lines, {} bytes echoed{unfinished}",
+                "shutdown: {} connections, {} lines{datagrams}, {} bytes echoed{refused}{unfinished}",
                 summary.connections, summary.lines, summary.bytes
             );
             ExitCode::SUCCESS
@@ -117,12 +130,22 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> std::io::Result<Summary> {
+/// Serves until a signal; returns the summary and whether UDP was served.
+fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
+    // First, while this is the only thread: it clears the environment variables it reads.
+    let activated = smol_echo::activated()?.filter(|listeners| !listeners.is_empty());
     raise_open_file_limit();
     // Signals are caught before the listening lines go out, so that whoever waits for those
     // lines can signal at once.
     let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-    let listen = if args.listen.is_empty() { vec![DEFAULT_ADDR.to_string()] } else { args.listen.clone() };
+    let mut listen = args.listen.clone();
+    listen.extend(args.udp.iter().map(|addr| format!("udp:{addr}")));
+    if listen.is_empty() {
+        listen.push(DEFAULT_ADDR.to_string());
+    }
+    if activated.is_some() && !(args.listen.is_empty() && args.udp.is_empty()) {
+        log::warn!("serving the sockets systemd passed: --listen and --udp are ignored");
+    }
     let threads = args.threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
     let config = args.config();
 
@@ -135,11 +158,16 @@ fn serve(args: ServeArgs) -> std::io::Result<Summary> {
         thread::spawn(|| async_io::block_on(EXECUTOR.run(future::pending::<()>())));
     }
     async_io::block_on(async {
-        let listeners = smol_echo::bind(&listen).await?;
+        let listeners = match activated {
+            Some(listeners) => listeners,
+            None => smol_echo::bind(&listen).await?,
+        };
         let server = Server::new(listeners, config);
-        for addr in server.local_addrs()? {
+        let addrs = server.local_addrs()?;
+        for addr in &addrs {
             eprintln!("listening on {addr}");
         }
+        let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
             if let Some(Ok(signal)) = signals.next().await {
                 log::info!("{} received: shutting down", signal_name(signal));
@@ -154,7 +182,7 @@ fn serve(args: ServeArgs) -> std::io::Result<Summary> {
                 .detach();
         };
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
-        Ok(EXECUTOR.run(serving).await)
+        Ok((EXECUTOR.run(serving).await, udp))
     })
 }
 

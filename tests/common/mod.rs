@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use smol_echo::{Server, ServerConfig, Summary};
+use smol_echo::{ListenAddr, Server, ServerConfig, Summary};
 
 /// The built `echo` binary.
 pub const ECHO: &str = env!("CARGO_BIN_EXE_echo");
@@ -28,7 +28,10 @@ pub fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
 /// An `echo serve` child process whose stderr is read line by line.
 pub struct ServerProcess {
     pub child: Child,
+    /// The TCP listening addresses.
     pub addrs: Vec<SocketAddr>,
+    /// Every listening line's address as printed: TCP, `udp:...`, `unix:...`.
+    pub listening: Vec<String>,
     lines: mpsc::Receiver<String>,
     /// Every stderr line so far, including those already taken by `wait_for_line`.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -42,9 +45,15 @@ impl ServerProcess {
 
     /// Starts a prepared command (e.g. under `prlimit`) and waits for its listening lines.
     pub fn start_command(command: &mut Command, listeners: usize) -> ServerProcess {
+        Self::start_with_stdio(command, Stdio::null(), Stdio::null(), listeners)
+    }
+
+    /// Starts a prepared command with the given standard input and output (sockets to pass
+    /// on, say) and waits for its listening lines.
+    pub fn start_with_stdio(command: &mut Command, stdin: Stdio, stdout: Stdio, listeners: usize) -> ServerProcess {
         let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start echo serve");
@@ -61,13 +70,16 @@ impl ServerProcess {
                 }
             }
         });
-        let mut server = ServerProcess { child, addrs: Vec::new(), lines, log };
-        while server.addrs.len() < listeners {
+        let mut server = ServerProcess { child, addrs: Vec::new(), listening: Vec::new(), lines, log };
+        while server.listening.len() < listeners {
             let line = server
                 .wait_for_line("listening on ", Duration::from_secs(10))
                 .unwrap_or_else(|| panic!("no listening line; stderr: {:?}", server.log()));
-            let addr = line.trim_start_matches("listening on ").parse().expect("address");
-            server.addrs.push(addr);
+            let name = line.trim_start_matches("listening on ").to_string();
+            if !name.starts_with("udp:") && !name.starts_with("unix:") {
+                server.addrs.push(name.parse().expect("address"));
+            }
+            server.listening.push(name);
         }
         server
     }
@@ -151,7 +163,7 @@ impl InProcessServer {
     pub fn start(config: ServerConfig) -> InProcessServer {
         let listeners = smol::block_on(smol_echo::bind(&["127.0.0.1:0"])).expect("bind");
         let server = Server::new(listeners, config);
-        let addr = server.local_addrs().unwrap()[0];
+        let ListenAddr::Tcp(addr) = server.local_addrs().unwrap()[0] else { unreachable!("bound TCP") };
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = thread::spawn(move || {
             let ex = smol::Executor::new();

@@ -1,0 +1,322 @@
+//! The sockets a server serves on: binding them, naming them, and cleaning up after them.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_io::Async;
+
+/// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
+///
+/// Made by [`bind`](crate::bind), by [socket activation](crate::activated), or from an
+/// `async-net` socket bound some other way.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::{ListenAddr, Listener};
+///
+/// smol::block_on(async {
+///     let socket = async_net::UdpSocket::bind("127.0.0.1:0").await?;
+///     let listener = Listener::from(socket);
+///     assert!(matches!(listener.local_addr()?, ListenAddr::Udp(_)));
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Listener(pub(crate) Kind);
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Tcp(Arc<Async<TcpListener>>),
+    /// The file is removed with the listener when this process made it.
+    Unix(Arc<Async<UnixListener>>, Option<SocketFile>),
+    Udp(Arc<Async<UdpSocket>>),
+}
+
+impl Listener {
+    /// The address the socket is bound to, with the real port when port 0 was asked.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        Ok(match &self.0 {
+            Kind::Tcp(socket) => ListenAddr::Tcp(socket.get_ref().local_addr()?),
+            Kind::Udp(socket) => ListenAddr::Udp(socket.get_ref().local_addr()?),
+            Kind::Unix(socket, _) => {
+                let addr = socket.get_ref().local_addr()?;
+                ListenAddr::Unix(addr.as_pathname().map(Path::to_path_buf).unwrap_or_default())
+            }
+        })
+    }
+}
+
+impl From<async_net::TcpListener> for Listener {
+    fn from(listener: async_net::TcpListener) -> Listener {
+        Listener(Kind::Tcp(listener.into()))
+    }
+}
+
+/// A Unix listener bound elsewhere; its socket file is left in place when it closes.
+impl From<async_net::unix::UnixListener> for Listener {
+    fn from(listener: async_net::unix::UnixListener) -> Listener {
+        Listener(Kind::Unix(listener.into(), None))
+    }
+}
+
+impl From<async_net::UdpSocket> for Listener {
+    fn from(socket: async_net::UdpSocket) -> Listener {
+        Listener(Kind::Udp(socket.into()))
+    }
+}
+
+/// Where a [`Listener`] is bound, written the way [`bind`](crate::bind) takes it:
+/// `127.0.0.1:8007`, `udp:127.0.0.1:8007`, `unix:/run/echo.sock`.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::ListenAddr;
+///
+/// let addr = ListenAddr::Udp("127.0.0.1:7".parse().unwrap());
+/// assert_eq!(addr.to_string(), "udp:127.0.0.1:7");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP listener.
+    Tcp(SocketAddr),
+    /// A UDP socket.
+    Udp(SocketAddr),
+    /// A Unix stream listener, by its path (empty when it has none).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => addr.fmt(f),
+            ListenAddr::Udp(addr) => write!(f, "udp:{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Binds every address each of `addrs` names: `host:port` or `[v6addr]:port` for TCP,
+/// `udp:host:port` for UDP, `unix:/path` for a Unix stream socket.
+///
+/// A host name binds every address it resolves to. An address that fails while another binds
+/// is logged as a warning; none binding is an error. Port 0 picks a free port for each socket.
+///
+/// A Unix socket file left by a server that is gone is replaced; one that a live server
+/// listens on is an error (`AddrInUse`), and so is a path that is not a socket. The file is
+/// removed when the listener closes.
+///
+/// # Examples
+///
+/// ```
+/// let listeners = futures_lite::future::block_on(smol_echo::bind(&["127.0.0.1:0", "udp:127.0.0.1:0"]));
+/// assert_eq!(listeners.unwrap().len(), 2);
+/// ```
+pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
+    let mut listeners = Vec::new();
+    let mut failures = Vec::new();
+    for addr in addrs.iter().map(AsRef::as_ref) {
+        if let Some(path) = addr.strip_prefix("unix:") {
+            match bind_unix(Path::new(path)) {
+                Ok(listener) => listeners.push(listener),
+                Err(err) => {
+                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+                }
+            }
+            continue;
+        }
+        let (udp, host_port) = match addr.strip_prefix("udp:") {
+            Some(rest) => (true, rest),
+            None => (false, addr),
+        };
+        let resolved = match async_net::resolve(host_port).await {
+            Ok(resolved) => resolved,
+            Err(err) => {
+                failures.push(io::Error::new(err.kind(), format!("cannot resolve {host_port}: {err}")));
+                continue;
+            }
+        };
+        let mut seen = Vec::new();
+        for socket_addr in resolved {
+            if seen.contains(&socket_addr) {
+                continue;
+            }
+            seen.push(socket_addr);
+            let bound = match udp {
+                true => Async::<UdpSocket>::bind(socket_addr).map(|s| Listener(Kind::Udp(Arc::new(s)))),
+                false => Async::<TcpListener>::bind(socket_addr).map(|l| Listener(Kind::Tcp(Arc::new(l)))),
+            };
+            match bound {
+                Ok(listener) => listeners.push(listener),
+                Err(err) => {
+                    let name = if udp { ListenAddr::Udp(socket_addr) } else { ListenAddr::Tcp(socket_addr) };
+                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {name}: {err}")))
+                }
+            }
+        }
+    }
+    if listeners.is_empty() {
+        // Every failure is in the one error, so that it is reported once, on one line.
+        let kind = failures.first().map_or(io::ErrorKind::InvalidInput, io::Error::kind);
+        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        return Err(match reasons.is_empty() {
+            true => io::Error::new(kind, "no address to listen on"),
+            false => io::Error::new(kind, reasons.join("; ")),
+        });
+    }
+    for failure in failures {
+        log::warn!("{failure}");
+    }
+    Ok(listeners)
+}
+
+/// Binds a Unix stream listener at `path`, replacing the socket file of a server that is gone.
+fn bind_unix(path: &Path) -> io::Result<Listener> {
+    let listener = match UnixListener::bind(path) {
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+            remove_stale_socket(path)?;
+            UnixListener::bind(path)?
+        }
+        bound => bound?,
+    };
+    let file = SocketFile::of(path)?;
+    Ok(Listener(Kind::Unix(Arc::new(Async::new(listener)?), Some(file))))
+}
+
+/// Removes the socket file at `path` if nothing listens on it any more.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, "a server is listening on it")),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("removing the stale socket unix:{}", path.display());
+            std::fs::remove_file(path)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The socket file a listener made, removed when the listener closes unless another file has
+/// taken its place (a second server that replaced it as stale, say).
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    fn of(path: &Path) -> io::Result<SocketFile> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() })
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == (self.dev, self.ino));
+        if ours {
+            // Nothing to do if it fails: the next server replaces a stale file anyway.
+            std::fs::remove_file(&self.path).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future;
+
+    use super::*;
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("smol-echo-{}-{name}.sock", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        path
+    }
+
+    #[test]
+    fn bind_reports_the_address_that_failed() {
+        future::block_on(async {
+            let taken = bind(&["127.0.0.1:0"]).await.unwrap();
+            let addr = taken[0].local_addr().unwrap().to_string();
+            let err = bind(&[addr.as_str()]).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+            assert!(err.to_string().contains(&addr), "{err}");
+        });
+    }
+
+    #[test]
+    fn bind_keeps_the_addresses_that_work() {
+        future::block_on(async {
+            let taken = bind(&["127.0.0.1:0"]).await.unwrap();
+            let addr = taken[0].local_addr().unwrap().to_string();
+            let bound = bind(&[addr.as_str(), "127.0.0.1:0"]).await.unwrap();
+            assert_eq!(bound.len(), 1);
+        });
+    }
+
+    #[test]
+    fn each_kind_names_itself_as_bind_takes_it() {
+        let path = temp_socket("names");
+        let unix = format!("unix:{}", path.display());
+        future::block_on(async {
+            let bound = bind(&["127.0.0.1:0", "udp:127.0.0.1:0", unix.as_str()]).await.unwrap();
+            let names: Vec<String> = bound.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+            assert!(names[0].starts_with("127.0.0.1:"), "{names:?}");
+            assert!(names[1].starts_with("udp:127.0.0.1:"), "{names:?}");
+            assert_eq!(names[2], unix);
+            // The names bind again: the ports are taken, the stale-or-live check sees a live server.
+            for name in &names {
+                assert_eq!(
+                    bind(&[name.as_str()]).await.unwrap_err().kind(),
+                    io::ErrorKind::AddrInUse,
+                    "{name}"
+                );
+            }
+        });
+        assert!(!path.exists(), "the socket file goes with its listener");
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced() {
+        let path = temp_socket("stale");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let bound = bind_unix(&path).unwrap();
+        UnixStream::connect(&path).expect("the new listener answers");
+        drop(bound);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_left_alone() {
+        let path = temp_socket("plain");
+        std::fs::write(&path, b"keep me").unwrap();
+        let err = bind_unix(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_socket_file_is_not_removed_by_the_old_listener() {
+        let path = temp_socket("replaced");
+        let old = bind_unix(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let new = UnixListener::bind(&path).unwrap();
+        drop(old);
+        assert!(path.exists(), "the old listener removed the new server's file");
+        drop(new);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,137 @@
+//! The UDP echo of RFC 862: each datagram back to its sender, unchanged.
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::future::{self, FutureExt};
+
+/// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
+/// ports). A datagram from one is never answered: two echo-like services set to answer each
+/// other would bounce one spoofed datagram between them for ever.
+pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
+
+/// The largest UDP payload over IPv4; IPv6 jumbograms are not expected on an echo port.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// Datagrams answered in a row before the task lets others run: under a flood the socket is
+/// always ready, and the loop would otherwise keep its thread.
+const YIELD_EVERY: u32 = 64;
+
+/// What one UDP socket did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Datagrams {
+    pub(crate) echoed: u64,
+    pub(crate) bytes: u64,
+    /// Not answered: from a small service's port.
+    pub(crate) refused: u64,
+}
+
+/// Echoes datagrams on `socket` until `stop` completes, then answers those already queued and
+/// returns the counts. A failed receive is logged and retried after `backoff`; a failed send
+/// loses that one datagram, as UDP may.
+pub(crate) async fn echo_datagrams(
+    socket: Arc<Async<UdpSocket>>,
+    stop: impl Future<Output = ()>,
+    backoff: Duration,
+) -> Datagrams {
+    let mut counts = Datagrams::default();
+    let mut buf = vec![0; MAX_DATAGRAM];
+    let serving = async {
+        let mut in_a_row = 0;
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((len, peer)) => answer(&socket, &buf[..len], peer, &mut counts),
+                Err(err) => {
+                    log::warn!("udp receive failed: {err}; retrying in {backoff:?}");
+                    Timer::after(backoff).await;
+                }
+            }
+            in_a_row += 1;
+            if in_a_row == YIELD_EVERY {
+                in_a_row = 0;
+                future::yield_now().await;
+            }
+        }
+    };
+    serving.or(stop).await;
+    // What arrived before the stop is answered, as a stream session echoes its complete lines.
+    while let Ok((len, peer)) = socket.get_ref().recv_from(&mut buf) {
+        answer(&socket, &buf[..len], peer, &mut counts);
+    }
+    counts
+}
+
+/// Sends `datagram` back to `peer` unless the reflection guard refuses it.
+fn answer(socket: &Async<UdpSocket>, datagram: &[u8], peer: SocketAddr, counts: &mut Datagrams) {
+    if REFUSED_SOURCE_PORTS.contains(&peer.port()) {
+        counts.refused += 1;
+        log::debug!("udp {peer}: not answered, its port is a small service's ({} so far)", counts.refused);
+        return;
+    }
+    // A full send buffer drops the datagram, as a router would; waiting for room would let one
+    // fast sender hold up every other.
+    match socket.get_ref().send_to(datagram, peer) {
+        Ok(_) => {
+            counts.echoed += 1;
+            counts.bytes += datagram.len() as u64;
+            log::debug!("udp {peer}: {} bytes echoed", datagram.len());
+        }
+        Err(err) => log::debug!("udp {peer}: echo of {} bytes lost: {err}", datagram.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn round_trip(
+        server: &Async<UdpSocket>,
+        client: &Async<UdpSocket>,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        client.send_to(payload, server.get_ref().local_addr().unwrap()).await.unwrap();
+        let mut buf = vec![0; MAX_DATAGRAM];
+        let reply = async { Some(client.recv(&mut buf).await.unwrap()) };
+        let len = reply.or(async {
+            Timer::after(Duration::from_millis(300)).await;
+            None
+        });
+        len.await.map(|len| buf[..len].to_vec())
+    }
+
+    #[test]
+    fn datagrams_come_back_unchanged_and_small_service_ports_get_nothing() {
+        future::block_on(async {
+            let server = Arc::new(Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap());
+            let (stop, stopped) = async_channel::bounded::<()>(1);
+            let serving =
+                echo_datagrams(server.clone(), async move { stopped.recv().await.unwrap_or(()) }, backoff());
+            let checks = async {
+                let client = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+                let payload: Vec<u8> = (0..=255).cycle().take(MAX_DATAGRAM).collect();
+                for sent in [&b"hello"[..], b"", b"\r\n.\r\n\0\xff", &payload] {
+                    assert_eq!(round_trip(&server, &client, sent).await.as_deref(), Some(sent));
+                }
+                // Binding port 7 needs privileges, and a free port: where it cannot be had, the
+                // process tests still check ports that can.
+                let echo_port = Async::<UdpSocket>::bind(([127, 0, 0, 1], 7));
+                if let Ok(echo_port) = &echo_port {
+                    assert_eq!(round_trip(&server, echo_port, b"ping").await, None);
+                }
+                stop.close();
+                u64::from(echo_port.is_ok())
+            };
+            let (counts, refused) = future::zip(serving, checks).await;
+            assert_eq!(counts.refused, refused);
+            assert_eq!(counts.echoed, 4);
+            assert_eq!(counts.bytes, 5 + 7 + MAX_DATAGRAM as u64);
+        });
+    }
+
+    fn backoff() -> Duration {
+        Duration::from_millis(10)
+    }
+}
