@@ -152,7 +152,10 @@ fn udp_never_answers_a_small_service_port() {
     assert_echoes(&mut connect(server.addr()), b"tcp too\r\n");
     let summary = stop(&mut server);
     assert!(summary.contains(", 1 datagrams, "), "{summary}");
-    assert!(summary.ends_with(&format!(", {refused} datagrams from small-service ports not answered")), "{summary}");
+    assert!(
+        summary.ends_with(&format!(", {refused} datagrams from small-service ports not answered")),
+        "{summary}"
+    );
     let debug = server.log().iter().filter(|line| line.contains("its port is a small service's")).count();
     assert_eq!(debug, refused, "one debug line per refused datagram");
 }
@@ -160,7 +163,8 @@ fn udp_never_answers_a_small_service_port() {
 /// `echo serve ARGS` through a shell that does what systemd does before exec: the sockets given
 /// as standard input and output become descriptors 3 and 4, and LISTEN_PID is the process's own.
 fn activated_command(fds: usize, args: &[&str]) -> Command {
-    let script = format!(r#"LISTEN_PID=$$ LISTEN_FDS={fds} exec "$0" serve "$@" 3<&0 4>&1 </dev/null >/dev/null"#);
+    let script =
+        format!(r#"LISTEN_PID=$$ LISTEN_FDS={fds} exec "$0" serve "$@" 3<&0 4>&1 </dev/null >/dev/null"#);
     let mut command = Command::new("sh");
     command.arg("-c").arg(script).arg(ECHO).args(args);
     command
@@ -175,7 +179,11 @@ fn socket_activation_serves_the_passed_tcp_and_udp_sockets() {
     let (stdin, stdout) = (Stdio::from(OwnedFd::from(tcp)), Stdio::from(OwnedFd::from(udp)));
     let mut server = ServerProcess::start_with_stdio(&mut command, stdin, stdout, 2);
     assert_eq!(server.listening, [tcp_addr.to_string(), format!("udp:{udp_addr}")]);
-    assert!(server.log().iter().any(|line| line.contains("--listen and --udp are ignored")), "{:?}", server.log());
+    assert!(
+        server.log().iter().any(|line| line.contains("--listen and --udp are ignored")),
+        "{:?}",
+        server.log()
+    );
 
     assert_echoes(&mut connect(tcp_addr), b"passed in\r\n");
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -190,7 +198,8 @@ fn socket_activation_leaves_a_passed_unix_socket_in_place() {
     let path = SocketPath::new("activated");
     let listener = UnixListener::bind(&path.0).unwrap();
     let mut command = activated_command(1, &[]);
-    let mut server = ServerProcess::start_with_stdio(&mut command, OwnedFd::from(listener).into(), Stdio::null(), 1);
+    let mut server =
+        ServerProcess::start_with_stdio(&mut command, OwnedFd::from(listener).into(), Stdio::null(), 1);
     assert_eq!(server.listening, [path.flag()]);
     assert_eq!(unix_round_trip(&path.0, b"activated\r\n"), b"activated\r\n");
     stop(&mut server);
@@ -213,4 +222,49 @@ fn sockets_passed_to_another_process_are_not_taken() {
     let mut server = ServerProcess::start_command(&mut command, 1);
     assert_echoes(&mut connect(server.addr()), b"bound here\r\n");
     stop(&mut server);
+}
+
+#[test]
+fn unix_connections_count_against_the_same_connection_limit() {
+    let path = SocketPath::new("limit");
+    let server = ServerProcess::start(
+        &["--listen", "127.0.0.1:0", "--listen", &path.flag(), "--max-connections", "1"],
+        2,
+    );
+    let mut tcp = connect(server.addr());
+    assert_echoes(&mut tcp, b"first\r\n");
+
+    let mut unix = UnixStream::connect(&path.0).unwrap();
+    unix.write_all(b"waiting\r\n").unwrap();
+    unix.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let early = unix.read(&mut [0; 16]);
+    assert!(early.is_err(), "the Unix connection was served past the limit: {early:?}");
+
+    drop(tcp);
+    unix.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut echo = [0; 9];
+    unix.read_exact(&mut echo).expect("served once the TCP connection left");
+    assert_eq!(&echo, b"waiting\r\n");
+}
+
+#[test]
+fn shutdown_drains_unix_and_udp_sockets_too() {
+    let path = SocketPath::new("drain");
+    let mut server = ServerProcess::start(&["--listen", &path.flag(), "--udp", "127.0.0.1:0"], 2);
+    let mut unix = UnixStream::connect(&path.0).unwrap();
+    unix.set_read_timeout(Some(LIMIT)).unwrap();
+    unix.write_all(b"one\r\n").unwrap();
+    let mut echo = [0; 5];
+    unix.read_exact(&mut echo).unwrap();
+    // A complete line and a partial one are in flight when the signal comes.
+    unix.write_all(b"two\r\nhalf").unwrap();
+    server.wait_for_line("open ", LIMIT).expect("the connection is open");
+    let summary = stop(&mut server);
+    let mut rest = Vec::new();
+    unix.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"two\r\n", "complete lines are echoed, the partial one is not");
+    let close = server.log().into_iter().find(|line| line.starts_with("close ")).expect("a close line");
+    assert!(close.ends_with("reason=shutdown"), "{close}");
+    assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 0 datagrams"), "{summary}");
+    assert!(!path.0.exists());
 }
