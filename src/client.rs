@@ -1,14 +1,21 @@
-//! The client: send lines, print their echoes.
+//! The client: send lines (or raw bytes), print their echoes.
 
 use std::cell::Cell;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_io::Timer;
 use async_net::TcpStream;
+use async_net::unix::UnixStream;
 use futures_lite::future::{self, FutureExt};
-use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use futures_lite::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
+
+// The UDP client lives in its own file; exported from here, beside the TCP client.
 
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;
@@ -29,7 +36,8 @@ pub enum Ending {
     /// The input ended: the connection was half-closed (no `.` sent) and the server closed it
     /// after the last echo.
     InputEnded,
-    /// The input had the line `.`, which ends the session; nothing after it was sent.
+    /// The input had the line `.`, which ends the session; nothing after it was sent. Never the
+    /// ending of [`converse_raw`], which has no sentinel.
     Sentinel,
     /// The server closed the connection while the input was still open (idle timeout,
     /// shutdown).
@@ -38,8 +46,96 @@ pub enum Ending {
     Reset,
 }
 
-/// Connects to `addr` (`host:port` or `[v6addr]:port`), trying each address the host resolves
-/// to in turn until one accepts. Name resolution and every attempt together get `timeout`.
+/// A connected stream to an echo server: TCP or a Unix stream socket, as [`connect`] returns.
+///
+/// It reads and writes like the socket inside; closing it (`AsyncWriteExt::close`) is the
+/// half-close, `shutdown(Write)`: the server sees the end of input and can still send its
+/// echoes. Clones share the socket, as the clones of the async-net streams do.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use smol_echo::Stream;
+///
+/// smol::block_on(async {
+///     let path = std::env::temp_dir().join(format!("smol-echo-doc-stream-{}.sock", std::process::id()));
+///     let listener = async_net::unix::UnixListener::bind(&path)?;
+///     let addr = format!("unix:{}", path.display());
+///     let mut stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
+///     assert!(matches!(stream, Stream::Unix(_)));
+///     let (mut server, _) = listener.accept().await?;
+///     std::fs::remove_file(&path)?;
+///
+///     stream.write_all(b"ping").await?;
+///     stream.close().await?; // the half-close: the server reads to the end...
+///     let mut got = Vec::new();
+///     server.read_to_end(&mut got).await?;
+///     server.write_all(&got).await?; // ...and can still answer
+///     drop(server);
+///     let mut echoed = Vec::new();
+///     stream.read_to_end(&mut echoed).await?;
+///     assert_eq!(echoed, b"ping");
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub enum Stream {
+    /// A TCP connection, with `TCP_NODELAY` set.
+    Tcp(TcpStream),
+    /// A Unix stream socket connection.
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Stream::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Unix(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    /// The half-close: `shutdown(Write)`.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_close(cx),
+            Stream::Unix(stream) => Pin::new(stream).poll_close(cx),
+        }
+    }
+}
+
+/// Connects to `addr`: `unix:/path` is a Unix stream socket; `host:port` or `[v6addr]:port` is
+/// TCP, trying each address the host resolves to in turn until one accepts. Name resolution
+/// and every attempt together get `timeout`.
 ///
 /// The error is the resolver's, the last address's, or `TimedOut`.
 ///
@@ -47,26 +143,35 @@ pub enum Ending {
 ///
 /// ```
 /// use std::time::Duration;
+/// use smol_echo::Stream;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
 ///     let addr = listener.local_addr()?;
 ///     let stream = smol_echo::connect(&addr.to_string(), Duration::from_secs(5)).await?;
-///     assert_eq!(stream.peer_addr()?, addr);
+///     let Stream::Tcp(tcp) = stream else { panic!("a TCP address gives a TCP stream") };
+///     assert_eq!(tcp.peer_addr()?, addr);
 ///     std::io::Result::Ok(())
 /// })
 /// .unwrap();
 /// ```
-pub async fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
-    let attempt = async { connect_each(&async_net::resolve(addr).await?).await };
+pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
+    let attempt = async {
+        match addr.strip_prefix("unix:") {
+            Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            None => {
+                let stream = connect_each(&async_net::resolve(addr).await?).await?;
+                // Typed lines are small and should not wait for an acknowledgement to be sent.
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+        }
+    };
     let timed_out = async {
         Timer::after(timeout).await;
         Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
     };
-    let stream = attempt.or(timed_out).await?;
-    // Typed lines are small and should not wait for an acknowledgement to be sent.
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    attempt.or(timed_out).await
 }
 
 /// Connects to the first of `addrs` that accepts.
@@ -136,7 +241,73 @@ where
         future::pending().await
     };
     let received = receive(reader, output, flush_each_line).or(upload).await?;
-    Ok(match (received, sent.take()) {
+    conclude(received, sent.take())
+}
+
+/// Talks to an RFC 862 echo server (`echo serve --mode raw`) over `stream`: copies `input` to
+/// the connection and what comes back to `output`, byte for byte, at the same time, until the
+/// server closes the connection.
+///
+/// Nothing is translated: no line ends are added or removed, and there is no sentinel. What
+/// is read from `input` is written to the connection at once. At the end of `input` the
+/// connection is half-closed and the rest of the echo awaited. With `flush_each_read` (a
+/// terminal), `output` is flushed after each read from the connection; otherwise only at the
+/// end. The ending is [`Ending::InputEnded`], [`Ending::ServerClosed`] or [`Ending::Reset`].
+///
+/// The error is a failure to read `input` or write `output`, or a broken connection other than
+/// a reset. Runs on any executor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::future;
+/// use smol_echo::{EchoConfig, Ending};
+///
+/// smol::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?.to_string();
+///     let server = smol::spawn(async move {
+///         let (stream, _) = listener.accept().await?;
+///         smol_echo::echo_raw(stream, &EchoConfig::default(), future::pending()).await;
+///         std::io::Result::Ok(())
+///     });
+///
+///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
+///     let mut printed = Vec::new();
+///     let input = &b"no\nline\r\nends\0\xff.\r\n"[..];
+///     let ending = smol_echo::converse_raw(stream, input, &mut printed, false).await?;
+///     assert_eq!(ending, Ending::InputEnded);
+///     assert_eq!(printed, input);
+///     server.await
+/// })
+/// .unwrap();
+/// ```
+pub async fn converse_raw<S, I, O>(
+    stream: S,
+    input: I,
+    output: O,
+    flush_each_read: bool,
+) -> io::Result<Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let (reader, writer) = futures_lite::io::split(stream);
+    let sent = Cell::new(None);
+    let upload = async {
+        sent.set(Some(send_raw(input, writer).await?));
+        future::pending().await
+    };
+    let received = receive_raw(reader, output, flush_each_read).or(upload).await?;
+    conclude(received, sent.take())
+}
+
+/// How the conversation ended, from how the download ended (`Some` when not by end of stream)
+/// and how the upload did, if it had.
+fn conclude(received: Option<Ending>, sent: Option<Sent>) -> io::Result<Ending> {
+    Ok(match (received, sent) {
         (Some(ending), _) => ending,
         (None, Some(Sent::InputEnded)) => Ending::InputEnded,
         (None, Some(Sent::Sentinel)) => Ending::Sentinel,
@@ -224,6 +395,52 @@ where
             if flush_each_line {
                 output.flush().await.map_err(output_error)?;
             }
+        }
+    };
+    output.flush().await.map_err(output_error)?;
+    ended
+}
+
+/// Sends the input as it is read, and half-closes at its end. Only a failure to read the input
+/// is an error.
+async fn send_raw<R, W>(mut input: R, mut writer: W) -> io::Result<Sent>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunk = vec![0; CHUNK];
+    loop {
+        let read = input.read(&mut chunk).await.map_err(|err| context(err, "cannot read the input"))?;
+        let written = match read {
+            0 => writer.close().await,
+            n => writer.write_all(&chunk[..n]).await,
+        };
+        match (written, read) {
+            (Err(err), _) => return Ok(Sent::Refused(err)),
+            (Ok(()), 0) => return Ok(Sent::InputEnded),
+            (Ok(()), _) => {}
+        }
+    }
+}
+
+/// Writes what arrives as it is, until the server closes the connection. `Some` when it ended
+/// otherwise than by end of stream.
+async fn receive_raw<R, W>(mut reader: R, mut output: W, flush_each_read: bool) -> io::Result<Option<Ending>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunk = vec![0; CHUNK];
+    let ended = loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) => break Ok(None),
+            Ok(n) => {
+                output.write_all(&chunk[..n]).await.map_err(output_error)?;
+                if flush_each_read {
+                    output.flush().await.map_err(output_error)?;
+                }
+            }
+            Err(err) => break ended_by(err).map(Some),
         }
     };
     output.flush().await.map_err(output_error)?;

@@ -12,10 +12,14 @@
 //!   [`Session`] with its [`CloseReason`].
 //! - [`echo_raw`]: the RFC 862 echo, every byte back as it arrives; [`Mode`] picks it or the
 //!   line protocol for a session.
-//! - [`Server`]: accepts on listeners from [`bind`], runs a session per connection on the
-//!   caller's executor, and stops gracefully when told to.
+//! - [`Server`]: serves on [`Listener`]s (TCP, Unix stream, UDP) from [`bind`] or passed in by
+//!   systemd ([`activated`]), runs a session per connection on the caller's executor, echoes
+//!   datagrams, and stops gracefully when told to.
 //! - [`converse`]: the client: sends input lines and writes their echoes at the same time, over a
-//!   stream from [`connect`], until the server closes; returns how it ended, an [`Ending`].
+//!   [`Stream`] (TCP or Unix socket) from [`connect`], until the server closes; returns how it
+//!   ended, an [`Ending`]. [`converse_raw`] does the same for RFC 862, bytes unchanged.
+//! - [`UdpClient`]: one datagram at a time, each waiting for its echo, with ping-like
+//!   [`UdpStats`].
 //! - [`bench()`]: the load generator: connections with lines in flight, every echo checked, as
 //!   [`BenchConfig`] says; returns a [`BenchReport`] of lines/s, MiB/s and [`Latency`].
 //!
@@ -67,11 +71,13 @@ mod server;
 mod session;
 mod stop;
 mod udp;
+mod udp_client;
 
 pub use activation::activated;
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Latency, Progress, bench};
-pub use client::{Ending, connect, converse};
+pub use client::{Ending, Stream, connect, converse, converse_raw};
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
 pub use session::{CloseReason, EchoConfig, Session, echo};
+pub use udp_client::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};

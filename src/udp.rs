@@ -8,13 +8,12 @@ use std::time::Duration;
 use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
+use crate::udp_client::MAX_DATAGRAM;
+
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
 /// other would bounce one spoofed datagram between them for ever.
 pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
-
-/// The largest UDP payload over IPv4; IPv6 jumbograms are not expected on an echo port.
-const MAX_DATAGRAM: usize = 65_507;
 
 /// Datagrams answered in a row before the task lets others run: under a flood the socket is
 /// always ready, and the loop would otherwise keep its thread.

@@ -1,17 +1,21 @@
-//! `echo connect` through the binary: pipes, a terminal, endings, failures.
+//! `echo connect` through the binary: pipes, a terminal, endings, failures; over TCP, Unix
+//! sockets and UDP, in line and raw mode. Also the library's client over a Unix socket.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ECHO, InProcessServer, ServerProcess};
-use smol_echo::ServerConfig;
+use common::{ECHO, InProcessServer, ServerProcess, within};
+use futures_lite::future;
+use smol_echo::{CloseReason, EchoConfig, Ending, ServerConfig, Session, Stream};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -206,6 +210,22 @@ fn on_a_terminal_each_line_is_echoed_at_once_and_dot_ends() {
     assert_eq!(server.stop().lines, 2);
 }
 
+/// One Ctrl-D on an empty line ends the input at once, even after lines were typed (a reader
+/// that reads on after a short read would swallow it and wait for a second one).
+#[test]
+fn on_a_terminal_one_ctrl_d_half_closes() {
+    let server = server();
+    let command = format!("{ECHO} connect {}", server.addr());
+    let mut client = Client::spawn(Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]));
+    client.write(b"typed\n");
+    client.wait_stdout(b"typed\r\ntyped\r\n", LIMIT);
+    client.write(b"\x04");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    let close = close_line(&server);
+    assert!(close.contains("lines=1 ") && close.ends_with("reason=eof"), "{close}");
+}
+
 #[test]
 fn idle_timeout_with_input_open_prints_echoes_and_a_note() {
     let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "200ms"], 1);
@@ -342,5 +362,360 @@ fn help_explains_the_session_rules() {
         assert!(help.contains("\".\" ends the session"), "{help}");
         assert!(help.contains("half-closes"), "{help}");
         assert!(help.contains("--connect-timeout"), "{help}");
+    }
+}
+
+// Unix stream sockets.
+
+/// A socket path under the temporary directory, unique to this process and test, removed when
+/// dropped.
+struct SocketPath(PathBuf);
+
+impl SocketPath {
+    fn new(test: &str) -> SocketPath {
+        let path = std::env::temp_dir().join(format!("smol-echo-client-{}-{test}.sock", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        SocketPath(path)
+    }
+
+    /// The address as `echo connect` takes it.
+    fn addr(&self) -> String {
+        format!("unix:{}", self.0.display())
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
+/// Listens on `path` and runs one line session, on its own thread; its result comes back on
+/// the channel.
+fn unix_echo_server(path: &SocketPath) -> mpsc::Receiver<Session> {
+    let listener = async_net::unix::UnixListener::bind(&path.0).expect("bind the Unix socket");
+    let (tx, session) = mpsc::channel();
+    thread::spawn(move || {
+        let served = smol::block_on(async {
+            let (stream, _) = listener.accept().await.expect("accept");
+            smol_echo::echo(stream, &EchoConfig::default(), future::pending()).await
+        });
+        tx.send(served).ok();
+    });
+    session
+}
+
+#[test]
+fn a_unix_socket_address_connects_there() {
+    let path = SocketPath::new("binary");
+    let session = unix_echo_server(&path);
+    let out = Client::run(&["connect", &path.addr()], b"over a unix socket\nand \xff\0 bytes".to_vec());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"over a unix socket\nand \xff\0 bytes\n");
+    assert_eq!(out.stderr, "");
+    let session = session.recv_timeout(LIMIT).expect("the session ends");
+    assert_eq!((session.lines, session.reason), (2, CloseReason::Eof));
+}
+
+#[test]
+fn the_library_connects_to_a_unix_socket_and_half_closes_it() {
+    let path = SocketPath::new("library");
+    let session = unix_echo_server(&path);
+    let (ending, printed) = within(LIMIT, async {
+        let stream = smol_echo::connect(&path.addr(), LIMIT).await.expect("connect");
+        assert!(matches!(stream, Stream::Unix(_)), "{stream:?}");
+        let mut printed = Vec::new();
+        let ending =
+            smol_echo::converse(stream, &b"one\ntwo"[..], &mut printed, false).await.expect("converse");
+        (ending, printed)
+    });
+    // The server saw the end of input, not a sentinel, and still sent both echoes.
+    assert_eq!(ending, Ending::InputEnded);
+    assert_eq!(printed, b"one\ntwo\n");
+    assert_eq!(session.recv_timeout(LIMIT).expect("the session ends").reason, CloseReason::Eof);
+}
+
+#[test]
+fn a_missing_unix_socket_fails_with_the_reason() {
+    let path = SocketPath::new("missing");
+    let out = Client::run(&["connect", &path.addr()], Vec::new());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let prefix = format!("echo: cannot connect to {}: ", path.addr());
+    assert!(out.stderr.starts_with(&prefix) && out.stderr.contains("No such file"), "{}", out.stderr);
+}
+
+// Raw mode (RFC 862).
+
+fn raw_server() -> ServerProcess {
+    ServerProcess::start(&["--mode", "raw", "--listen", "127.0.0.1:0"], 1)
+}
+
+#[test]
+fn raw_mode_sends_and_prints_bytes_unchanged() {
+    let server = raw_server();
+    // Line ends of every kind, the sentinel, NUL, invalid UTF-8, and no line end at the end: in
+    // line mode each of these would be changed or end the session.
+    let input = b"a\r\nb\nc\rd\r\n.\r\n.\n\0nul \xff\xfe\xc3( tail".to_vec();
+    let out = Client::run(&["connect", "--mode", "raw", &server.addr().to_string()], input.clone());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, input);
+    assert_eq!(out.stderr, "");
+    let close = close_line(&server);
+    assert!(close.contains(&format!("bytes={} ", input.len())) && close.ends_with("reason=eof"), "{close}");
+}
+
+#[test]
+fn raw_mode_sends_and_receives_at_once() {
+    let server = raw_server();
+    // More than the socket buffers hold: a client that sent all before reading would stall.
+    let input: Vec<u8> = (0..=255u8).cycle().take(8 << 20).collect();
+    let out = Client::run(&["connect", "--mode", "raw", &server.addr().to_string()], input.clone());
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout == input, "the echo differs ({} bytes of {})", out.stdout.len(), input.len());
+}
+
+#[test]
+fn raw_mode_on_a_terminal_prints_each_echo_at_once() {
+    let server = raw_server();
+    let command = format!("{ECHO} connect --mode raw {}", server.addr());
+    let mut client = Client::spawn(Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]));
+    let mut expected = Vec::new();
+    for line in ["first", "."] {
+        client.write(format!("{line}\n").as_bytes());
+        // As typed (the terminal's echo), then as echoed; the terminal writes LF as CR LF.
+        expected.extend_from_slice(format!("{line}\r\n{line}\r\n").as_bytes());
+        client.wait_stdout(&expected, LIMIT);
+    }
+    // Ctrl-D: the end of input, which half-closes; the server then closes.
+    client.write(b"\x04");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    assert!(close_line(&server).ends_with("reason=eof"));
+}
+
+#[test]
+fn raw_mode_reports_a_reset() {
+    let addr = resetting_server().to_string();
+    let mut client = Client::start(&["connect", "--mode", "raw", &addr]);
+    client.write(b"one\r\n");
+    client.wait_stdout(b"one\r\n", LIMIT);
+    client.write(b"two");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, b"one\r\n");
+    assert_eq!(out.stderr, "echo: connection reset\n");
+}
+
+#[test]
+fn an_unknown_client_mode_is_a_usage_error() {
+    let out = Client::run(&["connect", "--mode", "lines", "127.0.0.1:9"], Vec::new());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("invalid mode 'lines'"), "{}", out.stderr);
+}
+
+// UDP.
+
+/// A UDP server on its own thread. `answer(n, payload)` gives the replies to send for the n-th
+/// datagram (from 1); every payload received is kept, in order.
+struct UdpServer {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl UdpServer {
+    fn start(mut answer: impl FnMut(usize, &[u8]) -> Vec<Vec<u8>> + Send + 'static) -> UdpServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Short, so that the thread sees the stop flag soon.
+        socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (received.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
+                seen.lock().unwrap().push(buf[..n].to_vec());
+                let count = seen.lock().unwrap().len();
+                for reply in answer(count, &buf[..n]) {
+                    socket.send_to(&reply, peer).unwrap();
+                }
+            }
+        });
+        UdpServer { addr, received, stop, thread: Some(thread) }
+    }
+
+    /// Echoes every datagram.
+    fn echo() -> UdpServer {
+        UdpServer::start(|_, payload| vec![payload.to_vec()])
+    }
+
+    fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for UdpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().ok();
+    }
+}
+
+/// The summary: the last line of stderr.
+fn summary(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn udp_sends_each_line_as_a_datagram_and_prints_each_echo() {
+    let server = UdpServer::echo();
+    let input = b"first\nsecond\r\n\nbare\rcr\nno line end".to_vec();
+    let out = Client::run(&["connect", "--udp", &server.addr.to_string()], input);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"first\nsecond\n\nbare\rcr\nno line end\n");
+    // Each datagram is the line without its LF or CR LF, an empty line an empty datagram.
+    let sent: Vec<&[u8]> = vec![b"first", b"second", b"", b"bare\rcr", b"no line end"];
+    assert_eq!(server.received(), sent);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let summary = summary(&out.stderr);
+    assert!(
+        summary.starts_with("5 datagrams sent, 5 received, 0 lost (0% loss), round trip min/avg/max = ")
+            && summary.ends_with(" ms"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn udp_counts_a_datagram_without_echo_as_lost() {
+    let server = UdpServer::start(|n, payload| if n == 2 { vec![] } else { vec![payload.to_vec()] });
+    let addr = server.addr.to_string();
+    let started = Instant::now();
+    let out = Client::run(&["connect", "--udp", &addr, "--timeout", "200ms"], b"one\ntwo\nthree\n".to_vec());
+    assert!(started.elapsed() >= Duration::from_millis(200), "the lost datagram was waited for");
+    // One echo or more came back: success, as ping.
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"one\nthree\n");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines[0], "echo: no reply to datagram 2 within 200ms", "{}", out.stderr);
+    assert!(
+        lines[1].starts_with("3 datagrams sent, 2 received, 1 lost (33.3% loss), round trip "),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+}
+
+#[test]
+fn udp_fails_when_every_datagram_is_lost() {
+    let server = UdpServer::start(|_, _| vec![]);
+    let out =
+        Client::run(&["connect", "--udp", &server.addr.to_string(), "--timeout", "50ms"], b"a\nb\n".to_vec());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        out.stderr,
+        "echo: no reply to datagram 1 within 50ms\necho: no reply to datagram 2 within 50ms\n\
+         2 datagrams sent, 0 received, 2 lost (100% loss)\n"
+    );
+    assert_eq!(server.received().len(), 2);
+}
+
+/// The echo of the first datagram comes only after the second is sent, just before the second's
+/// echo: it is not taken for the second's echo, nor printed.
+#[test]
+fn udp_ignores_a_late_echo() {
+    let mut held = Vec::new();
+    let server = UdpServer::start(move |n, payload| {
+        if n == 1 {
+            held = payload.to_vec();
+            vec![]
+        } else {
+            vec![std::mem::take(&mut held), payload.to_vec()]
+        }
+    });
+    let out = Client::run(
+        &["connect", "--udp", &server.addr.to_string(), "--timeout", "100ms"],
+        b"1\n2\n".to_vec(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"2\n");
+    let summary = summary(&out.stderr);
+    assert!(summary.starts_with("2 datagrams sent, 1 received, 1 lost (50% loss), round trip "), "{summary}");
+    assert!(summary.ends_with(" ms, 1 unexpected reply ignored"), "{summary}");
+}
+
+/// Nothing listens on the port: the kernel answers with ICMP port unreachable (never rate
+/// limited on loopback), long before the timeout.
+#[test]
+fn udp_reports_a_refused_datagram_without_waiting() {
+    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let out =
+        Client::run(&["connect", "--udp", &format!("127.0.0.1:{port}"), "--timeout", "5s"], b"x\n".to_vec());
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "echo: no reply to datagram 1: connection refused\n1 datagram sent, 0 received, 1 lost (100% loss)\n"
+    );
+}
+
+#[test]
+fn udp_with_no_input_sends_nothing_and_succeeds() {
+    let server = UdpServer::echo();
+    let out = Client::run(&["connect", "--udp", &server.addr.to_string()], Vec::new());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stderr, "0 datagrams sent, 0 received, 0 lost (0% loss)\n");
+}
+
+#[test]
+fn udp_carries_the_largest_datagram_and_refuses_a_larger_line() {
+    let server = UdpServer::echo();
+    let largest = vec![b'x'; 65_507];
+    let input = [&largest[..], b"\r\n", &largest[..], b"y\n", b"never sent\n"].concat();
+    let out = Client::run(&["connect", "--udp", &server.addr.to_string()], input);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, [&largest[..], b"\n"].concat());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines[0], "echo: line 2 is longer than a UDP datagram can carry (65507 bytes)");
+    assert!(lines[1].starts_with("1 datagram sent, 1 received, 0 lost (0% loss)"), "{}", lines[1]);
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn udp_prints_the_summary_on_sigint() {
+    let server = UdpServer::echo();
+    let mut client = Client::start(&["connect", "--udp", &server.addr.to_string()]);
+    client.write(b"hi\n");
+    client.wait_stdout(b"hi\n", LIMIT);
+    let pid = rustix::process::Pid::from_raw(client.pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.starts_with("1 datagram sent, 1 received, 0 lost (0% loss), round trip "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn udp_takes_only_host_and_port_and_its_own_flags() {
+    for (args, message) in [
+        (
+            &["--udp", "unix:/tmp/echo.sock"][..],
+            "--udp needs host:port, not a Unix socket ('unix:/tmp/echo.sock')",
+        ),
+        (&["--udp", "--mode", "raw", "127.0.0.1:9"], "--mode cannot be used with --udp"),
+        (&["--udp", "--timeout", "0", "127.0.0.1:9"], "--timeout must be more than 0"),
+        (&["--timeout", "1s", "127.0.0.1:9"], "--timeout is for --udp"),
+    ] {
+        let out = Client::run(&[&["connect"][..], args].concat(), Vec::new());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with(&format!("echo: {message}")), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.ends_with("run echo connect --help for usage\n"), "{}", out.stderr);
     }
 }

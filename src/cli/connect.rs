@@ -1,37 +1,152 @@
-//! `echo connect`: the interactive and pipe-friendly client.
+//! `echo connect`: the interactive and pipe-friendly client, over TCP, a Unix socket or UDP.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read};
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::{Context, Poll, ready};
+use std::thread;
 use std::time::Duration;
 
 use argh::FromArgs;
-use futures_lite::AsyncWriteExt;
+use async_signal::{Signal, Signals};
+use futures_lite::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
-use smol_echo::Ending;
+use smol_echo::{Ending, MAX_DATAGRAM, Mode, UdpClient, UdpReply};
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_inet_addr, parse_mode};
 
-/// Bytes in flight between each standard stream and its thread. Unblock's default, 8 MiB each,
-/// is no faster for a 40 MB file and makes the process five times bigger.
+/// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
+/// faster for a 40 MB file and makes the process five times bigger.
 const PIPE: usize = 256 * 1024;
+
+/// Bytes of standard input read at once, and chunks of them in flight to the client.
+const STDIN_CHUNK: usize = 64 * 1024;
+const STDIN_CHUNKS: usize = 4;
+
+/// Standard input, read by a thread of its own and handed over chunk by chunk.
+///
+/// Not `smol::Unblock`: its reading thread reads on after a short read until a read returns 0,
+/// and then reports only the bytes it had. On a terminal, where Ctrl-D makes one read return 0
+/// and the next wait for more typing, that end would be lost and Ctrl-D would have to be
+/// pressed twice.
+struct Stdin {
+    /// Boxed: a receiver waiting for a chunk cannot move.
+    chunks: Pin<Box<async_channel::Receiver<io::Result<Vec<u8>>>>>,
+    chunk: Vec<u8>,
+    taken: usize,
+}
+
+impl Stdin {
+    /// Starts the reading thread. Call once: two threads would split the input between them.
+    fn start() -> Stdin {
+        let (sender, chunks) = async_channel::bounded(STDIN_CHUNKS);
+        thread::spawn(move || {
+            let mut stdin = io::stdin().lock();
+            loop {
+                let mut chunk = vec![0; STDIN_CHUNK];
+                let read = match stdin.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        Ok(chunk)
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => Err(err),
+                };
+                let failed = read.is_err();
+                // The client has stopped reading (the server closed): nothing more to do.
+                if sender.send_blocking(read).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Stdin { chunks: Box::pin(chunks), chunk: Vec::new(), taken: 0 }
+    }
+}
+
+impl AsyncRead for Stdin {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.taken == this.chunk.len() {
+            match ready!(this.chunks.as_mut().poll_next(cx)) {
+                Some(Ok(chunk)) => (this.chunk, this.taken) = (chunk, 0),
+                Some(Err(err)) => return Poll::Ready(Err(err)),
+                None => return Poll::Ready(Ok(0)),
+            }
+        }
+        let n = buf.len().min(this.chunk.len() - this.taken);
+        buf[..n].copy_from_slice(&this.chunk[this.taken..this.taken + n]);
+        this.taken += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// How long `--udp` waits for each echo unless `--timeout` says otherwise.
+const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(FromArgs, Debug)]
 /// Connect to an echo server (also: client): send each line of standard input with CR LF and
 /// print its echo. The line "." ends the session. End of input (Ctrl-D) half-closes the
 /// connection, without sending ".", and waits for the last echoes. Exit 0 when the server
-/// closes the connection, 1 when it cannot be reached or resets the connection.
+/// closes the connection, 1 when it cannot be reached or resets the connection. --mode raw
+/// sends and prints bytes unchanged (RFC 862). --udp sends each line as a datagram, waits
+/// --timeout for its echo and prints a summary; exit 1 when no echo came back.
 #[argh(subcommand, name = "connect")]
 pub(crate) struct ConnectArgs {
-    /// server address, host:port or [v6addr]:port (default localhost:8007)
+    /// server address, host:port, [v6addr]:port or unix:/path (default localhost:8007)
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// give up connecting after this long: 250ms, 30s, 2m or seconds (default 10s)
     #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(10)")]
     connect_timeout: Duration,
+    /// protocol: line (lines sent with CR LF, echoes printed with LF) or raw (RFC 862: bytes
+    /// sent and printed unchanged) (default line)
+    #[argh(option, from_str_fn(parse_mode))]
+    mode: Option<Mode>,
+    /// send each line as one UDP datagram (without its line end) and print each echo as a
+    /// line; host:port only
+    #[argh(switch)]
+    udp: bool,
+    /// with --udp: how long to wait for each echo before counting the datagram lost
+    /// (default 1s)
+    #[argh(option, from_str_fn(parse_duration))]
+    timeout: Option<Duration>,
 }
 
+impl ConnectArgs {
+    /// Checks the combinations argh cannot.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.udp {
+            if let Some(addr) = &self.addr {
+                if addr.starts_with("unix:") {
+                    return Err(format!("--udp needs host:port, not a Unix socket ('{addr}')"));
+                }
+                parse_inet_addr(addr)?;
+            }
+            if self.mode.is_some() {
+                return Err("--mode cannot be used with --udp: each line is one datagram".into());
+            }
+            if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
+                return Err("--timeout must be more than 0".into());
+            }
+        } else if self.timeout.is_some() {
+            return Err(
+                "--timeout is for --udp; over TCP the echoes are awaited until the server closes".into()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The same words as `echo serve --mode`.
 pub(crate) fn run(args: ConnectArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
+    if args.udp {
+        return run_udp(addr, args.connect_timeout, args.timeout.unwrap_or(UDP_TIMEOUT));
+    }
     smol::block_on(async {
         let stream = match smol_echo::connect(addr, args.connect_timeout).await {
             Ok(stream) => stream,
@@ -40,11 +155,13 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // The only Unblock around stdin: a dropped one can leave a blocking read behind that
-        // swallows input.
-        let stdin = Unblock::with_capacity(PIPE, io::stdin());
+        let stdin = Stdin::start();
         let mut stdout = Unblock::with_capacity(PIPE, io::stdout());
-        let ended = smol_echo::converse(stream, stdin, &mut stdout, io::stdout().is_terminal()).await;
+        let terminal = io::stdout().is_terminal();
+        let ended = match args.mode.unwrap_or_default() {
+            Mode::Line => smol_echo::converse(stream, stdin, &mut stdout, terminal).await,
+            Mode::Raw => smol_echo::converse_raw(stream, stdin, &mut stdout, terminal).await,
+        };
         // The conversation flushed if it ended well; after a failure, print what can be printed.
         stdout.flush().await.ok();
         match ended {
@@ -63,4 +180,107 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// `--udp`: one datagram per line, each waiting for its echo; a summary at the end of input or
+/// on SIGINT, like ping. Exit 0 when an echo came back or nothing was sent.
+fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode {
+    smol::block_on(async {
+        let mut client = match UdpClient::connect(addr, connect_timeout).await {
+            Ok(client) => client,
+            Err(err) => {
+                eprintln!("echo: cannot connect to {addr}: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut signals = match Signals::new([Signal::Int]) {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("echo: cannot handle SIGINT: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut stdin = BufReader::with_capacity(STDIN_CHUNK, Stdin::start());
+        let mut stdout = Unblock::with_capacity(PIPE, io::stdout());
+        let terminal = io::stdout().is_terminal();
+        let talked = talk_udp(&mut client, &mut stdin, &mut stdout, terminal, timeout);
+        // Ctrl-C ends the input as Ctrl-D does: the summary is what the user is waiting for.
+        let interrupted = async {
+            signals.next().await;
+            Ok(())
+        };
+        let talked = talked.or(interrupted).await;
+        let flushed = stdout
+            .flush()
+            .await
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot write the output: {err}")));
+        let result = talked.and(flushed);
+        if let Err(err) = &result {
+            eprintln!("echo: {err}");
+        }
+        let stats = client.stats();
+        eprintln!("{stats}");
+        if result.is_ok() && (stats.sent == 0 || stats.received > 0) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Sends each line of `input` as a datagram and prints its echo; notes each datagram without
+/// one on stderr. Ends at the end of input or on the first error.
+async fn talk_udp<I, O>(
+    client: &mut UdpClient,
+    input: &mut I,
+    output: &mut O,
+    flush_each_line: bool,
+    timeout: Duration,
+) -> io::Result<()>
+where
+    I: AsyncBufRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        // A payload and its CR LF at most: anything longer cannot be sent, and is not buffered.
+        let limit = MAX_DATAGRAM as u64 + 2;
+        let read = (&mut *input)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot read the input: {err}")))?;
+        if read == 0 {
+            break;
+        }
+        let payload = match line.strip_suffix(b"\n") {
+            Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+            None => &line,
+        };
+        if payload.len() > MAX_DATAGRAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("line {number} is longer than a UDP datagram can carry ({MAX_DATAGRAM} bytes)"),
+            ));
+        }
+        match client.ping(payload, timeout).await? {
+            UdpReply::Echoed(_) => {
+                let printed = async {
+                    output.write_all(payload).await?;
+                    output.write_all(b"\n").await?;
+                    if flush_each_line {
+                        output.flush().await?;
+                    }
+                    io::Result::Ok(())
+                };
+                printed
+                    .await
+                    .map_err(|err| io::Error::new(err.kind(), format!("cannot write the output: {err}")))?;
+            }
+            UdpReply::TimedOut => eprintln!("echo: no reply to datagram {number} within {timeout:?}"),
+            UdpReply::Refused => eprintln!("echo: no reply to datagram {number}: connection refused"),
+        }
+    }
+    Ok(())
 }

@@ -84,7 +84,7 @@ impl Command {
     fn validate(&self) -> Result<(), String> {
         match self {
             Command::Serve(args) => args.validate(),
-            Command::Connect(_) => Ok(()),
+            Command::Connect(args) => args.validate(),
             Command::Bench(args) => args.validate(),
         }
     }
@@ -153,6 +153,15 @@ pub(crate) fn parse_inet_addr(text: &str) -> Result<String, String> {
         None if host.is_empty() => Err(invalid("the host is missing")),
         None if host.contains(':') => Err(invalid("put an IPv6 address in brackets, e.g. [::1]:8007")),
         None => Ok(text.to_string()),
+    }
+}
+
+/// Parses `--mode`: `line` or `raw`.
+pub(crate) fn parse_mode(text: &str) -> Result<smol_echo::Mode, String> {
+    match text {
+        "line" => Ok(smol_echo::Mode::Line),
+        "raw" => Ok(smol_echo::Mode::Raw),
+        _ => Err(format!("invalid mode '{text}': use line or raw")),
     }
 }
 

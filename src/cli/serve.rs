@@ -12,7 +12,8 @@ use log::LevelFilter;
 use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
 
 use super::{
-    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, raise_open_file_limit, stdio,
+    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
+    stdio,
 };
 
 #[derive(FromArgs, Debug)]
@@ -184,14 +185,6 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
         Ok((EXECUTOR.run(serving).await, udp))
     })
-}
-
-fn parse_mode(text: &str) -> Result<Mode, String> {
-    match text {
-        "line" => Ok(Mode::Line),
-        "raw" => Ok(Mode::Raw),
-        _ => Err(format!("invalid mode '{text}': use line or raw")),
-    }
 }
 
 pub(super) fn signal_name(signal: Signal) -> &'static str {

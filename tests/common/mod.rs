@@ -50,13 +50,14 @@ impl ServerProcess {
 
     /// Starts a prepared command with the given standard input and output (sockets to pass
     /// on, say) and waits for its listening lines.
-    pub fn start_with_stdio(command: &mut Command, stdin: Stdio, stdout: Stdio, listeners: usize) -> ServerProcess {
-        let mut child = command
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echo serve");
+    pub fn start_with_stdio(
+        command: &mut Command,
+        stdin: Stdio,
+        stdout: Stdio,
+        listeners: usize,
+    ) -> ServerProcess {
+        let mut child =
+            command.stdin(stdin).stdout(stdout).stderr(Stdio::piped()).spawn().expect("start echo serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
