@@ -9,16 +9,20 @@ use std::task::{Context, Poll, ready};
 use async_io::Async;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+use crate::stop::StopFlag;
+
 /// A connected stream socket, TCP or Unix, for one session.
 ///
 /// A read that does not fill its buffer has emptied the socket, so the next read would only
 /// return `EAGAIN`. This stream remembers that and waits for readiness first: in ping-pong
 /// traffic that is one syscall fewer per line (read, write, wait instead of read, write, read,
-/// wait).
+/// wait). Once the server stops, reads go to the socket every time: the drain must see bytes
+/// that arrived before the stop even if the reactor has not yet reported them.
 #[derive(Debug)]
 pub(crate) struct SocketConn<S> {
     socket: Async<S>,
     drained: bool,
+    stopping: StopFlag,
 }
 
 /// A stream socket that can be half-closed.
@@ -39,8 +43,8 @@ impl HalfClose for UnixStream {
 }
 
 impl<S> SocketConn<S> {
-    pub(crate) fn new(socket: Async<S>) -> SocketConn<S> {
-        SocketConn { socket, drained: false }
+    pub(crate) fn new(socket: Async<S>, stopping: StopFlag) -> SocketConn<S> {
+        SocketConn { socket, drained: false, stopping }
     }
 
     pub(crate) fn get_ref(&self) -> &S {
@@ -54,7 +58,7 @@ where
 {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.drained {
+        if this.drained && !this.stopping.is_set() {
             ready!(this.socket.poll_readable(cx))?;
             this.drained = false;
         }

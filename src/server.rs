@@ -242,13 +242,13 @@ fn connection<H: Send + 'static>(
     // Boxed so that awaiting it below moves a pointer, not the whole session state.
     let (peer, session) = match accepted {
         Accepted::Tcp(stream, peer) => {
-            let stream = SocketConn::new(stream);
+            let stream = SocketConn::new(stream, stop.flag());
             // Lines are small and latency matters more than packet count.
             stream.get_ref().set_nodelay(true).ok();
             (Peer::Inet(peer), config.mode.echo(stream, &config.echo, stop))
         }
         Accepted::Unix(stream, listener) => {
-            let stream = SocketConn::new(stream);
+            let stream = SocketConn::new(stream, stop.flag());
             (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
         }
     };

@@ -59,6 +59,29 @@ pub(crate) struct Stopped {
     waker: Arc<AtomicWaker>,
 }
 
+impl Stopped {
+    /// A flag that tells whether stop was asked, for code that checks rather than waits.
+    pub(crate) fn flag(&self) -> StopFlag {
+        StopFlag(self.shared.clone())
+    }
+}
+
+/// Whether stop was asked, read without waiting.
+#[derive(Clone)]
+pub(crate) struct StopFlag(Arc<Shared>);
+
+impl StopFlag {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.stopped.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for StopFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StopFlag").field(&self.is_set()).finish()
+    }
+}
+
 impl Future for Stopped {
     type Output = ();
 
