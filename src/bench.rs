@@ -3,14 +3,18 @@
 //! All connections run as tasks of one single-threaded executor. Each keeps `depth` lines in
 //! flight in a ring of line slots, written with as few writes as the socket allows; echoes are
 //! read into one large buffer shared by every connection and compared in bulk with the ring,
-//! which holds the expected bytes. Nothing is allocated or copied per line.
+//! which holds the expected bytes. Nothing is allocated or copied per line. The same code drives
+//! TCP and Unix stream sockets (monomorphised per socket type) and both the line protocol and raw
+//! messages, which differ only in the bytes of the ring. UDP is in `bench_udp`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,8 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
+
+use crate::raw::Mode;
 
 /// How long a bench sends lines.
 ///
@@ -34,20 +40,25 @@ use hdrhistogram::Histogram;
 pub enum BenchLimit {
     /// Send for this long, then stop sending and wait for the echoes still in flight.
     Duration(Duration),
-    /// Send exactly this many lines in total, spread evenly over the connections.
+    /// Send exactly this many lines (raw messages, datagrams) in total, spread evenly over the
+    /// connections.
     Lines(u64),
 }
 
 /// What a bench does: how many connections, how many lines in flight on each, how long the lines
 /// are, and for how long or how many lines.
 ///
+/// In [`Mode::Raw`] a "line" is a message of `size` arbitrary bytes (CR, LF, NUL, 0xff and `.`
+/// among them, no framing); a UDP bench ([`bench_udp`](fn@crate::bench_udp)) sends datagrams of
+/// `size` such bytes and ignores `mode`.
+///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit};
+/// use smol_echo::{BenchConfig, BenchLimit, Mode};
 ///
 /// let config = BenchConfig { depth: 32, limit: BenchLimit::Lines(10_000), ..BenchConfig::default() };
-/// assert_eq!((config.connections, config.size), (50, 64));
+/// assert_eq!((config.connections, config.size, config.mode), (50, 64, Mode::Line));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchConfig {
@@ -55,19 +66,40 @@ pub struct BenchConfig {
     pub connections: usize,
     /// Lines in flight on each connection: sent and not yet echoed.
     pub depth: usize,
-    /// Bytes per line, CR LF included; at least [`BenchConfig::MIN_SIZE`].
+    /// Bytes per line, CR LF included, or per raw message or datagram; at least
+    /// [`BenchConfig::MIN_SIZE`], and for UDP at most [`BenchConfig::MAX_UDP_SIZE`].
     pub size: usize,
     /// How long to send, or how many lines.
     pub limit: BenchLimit,
     /// How long a connection may take to open, and how long the bench waits while no echo at all
     /// arrives (in particular for the last echoes after the duration). Past it, every connection
-    /// still waiting counts as an error.
+    /// still waiting counts as an error. In a UDP bench, a datagram whose reply has not come
+    /// within it is lost.
     pub timeout: Duration,
+    /// What a stream bench sends: CR LF lines for a line server, or raw messages for an RFC 862
+    /// server ([`Mode::Raw`]).
+    pub mode: Mode,
 }
 
 impl BenchConfig {
-    /// The shortest line: six bytes of sequence number and CR LF.
+    /// The shortest line: six bytes of sequence number and CR LF; also the shortest raw message
+    /// or datagram, which start with eight bytes of sequence number.
     pub const MIN_SIZE: usize = 8;
+
+    /// The longest UDP datagram: the largest payload of an IPv4 datagram.
+    pub const MAX_UDP_SIZE: usize = 65507;
+
+    /// Refuses what no bench can run, with one message for every stream or datagram bench.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        if self.connections == 0 || self.depth == 0 || self.size < BenchConfig::MIN_SIZE {
+            let message = format!(
+                "bench needs a connection or more, a depth of 1 or more, and lines of {} bytes or more",
+                BenchConfig::MIN_SIZE
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BenchConfig {
@@ -78,6 +110,7 @@ impl Default for BenchConfig {
             size: 64,
             limit: BenchLimit::Duration(Duration::from_secs(10)),
             timeout: Duration::from_secs(5),
+            mode: Mode::Line,
         }
     }
 }
@@ -106,7 +139,9 @@ pub struct Latency {
 
 /// The outcome of a bench.
 ///
-/// `Display` renders it as a table; [`BenchReport::to_json`] as one JSON object.
+/// `Display` renders it as a table; [`BenchReport::to_json`] as one JSON object. Whatever was
+/// sent, the counts keep the names of the line protocol: in [`Mode::Raw`] `lines` counts raw
+/// messages, and in a UDP bench datagrams that came back intact (see [`Datagrams`]).
 ///
 /// # Examples
 ///
@@ -133,8 +168,14 @@ pub struct BenchReport {
     pub mib_per_s: f64,
     /// Round-trip latency of a line, from its send to the arrival of its echo.
     pub latency_us: Latency,
+    /// What was sent over the stream: lines or raw messages. [`Mode::Raw`] for a UDP bench.
+    pub mode: Mode,
+    /// The datagram counts of a UDP bench; `None` for a stream bench, where nothing is lost
+    /// without the connection failing.
+    pub datagrams: Option<Datagrams>,
     /// Connections that failed: could not open, got a wrong echo, were dropped, or got no echo
-    /// in time.
+    /// in time. In a UDP bench: corrupted replies, flows that failed (e.g. the port refused), and
+    /// flows that got no reply at all.
     pub errors: u64,
     /// What went wrong first, for a message.
     pub first_error: Option<String>,
@@ -143,22 +184,32 @@ pub struct BenchReport {
 impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
-    /// `p999`, `max`) and `errors`.
+    /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
+    /// and `loss_pct`, and last `errors`.
     ///
     /// # Examples
     ///
     /// ```
     /// let json = smol_echo::BenchReport::default().to_json();
-    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""errors":0}"#));
+    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","errors":0}"#));
     /// ```
     pub fn to_json(&self) -> String {
         let l = &self.latency_us;
+        let datagrams = self.datagrams.map_or(String::new(), |d| {
+            format!(
+                r#""sent":{},"received":{},"lost":{},"loss_pct":{:.3},"#,
+                d.sent,
+                d.received,
+                d.lost,
+                d.loss_percent()
+            )
+        });
         format!(
             concat!(
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
                 r#""lines_per_s":{:.1},"mib_per_s":{:.3},"#,
                 r#""latency_us":{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}},"#,
-                r#""errors":{}}}"#
+                r#""mode":"{}",{}"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -172,21 +223,44 @@ impl BenchReport {
             l.p99,
             l.p999,
             l.max,
+            self.kind(),
+            datagrams,
             self.errors
         )
+    }
+
+    /// `line`, `raw` or `udp`: what was sent, and how.
+    fn kind(&self) -> &'static str {
+        match (self.datagrams, self.mode) {
+            (Some(_), _) => "udp",
+            (None, Mode::Line) => "line",
+            (None, Mode::Raw) => "raw",
+        }
     }
 }
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency_us;
+        let (who, what, unit) = match (self.datagrams, self.mode) {
+            (Some(_), _) => ("flows", "datagrams", "datagrams"),
+            (None, Mode::Raw) => ("connections", "raw messages", "messages"),
+            (None, Mode::Line) => ("connections", "lines", "lines"),
+        };
         writeln!(
             f,
-            "{} connections, depth {}, {}-byte lines, {:.3} s",
+            "{} {who}, depth {}, {}-byte {what}, {:.3} s",
             self.connections, self.depth, self.size, self.duration_s
         )?;
-        writeln!(f, "  lines       {:>12}", self.lines)?;
-        writeln!(f, "  lines/s     {:>12.1}", self.lines_per_s)?;
+        match self.datagrams {
+            Some(d) => {
+                writeln!(f, "  sent        {:>12}", d.sent)?;
+                writeln!(f, "  received    {:>12}", d.received)?;
+                writeln!(f, "  lost        {:>12}  ({:.3} %)", d.lost, d.loss_percent())?;
+            }
+            None => writeln!(f, "  {unit:<12}{:>12}", self.lines)?,
+        }
+        writeln!(f, "  {:<12}{:>12.1}", format!("{unit}/s"), self.lines_per_s)?;
         writeln!(f, "  MiB/s       {:>12.3}", self.mib_per_s)?;
         writeln!(
             f,
@@ -194,6 +268,33 @@ impl fmt::Display for BenchReport {
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
         writeln!(f, "  errors      {:>12}", self.errors)
+    }
+}
+
+/// What became of the datagrams of a UDP bench: every one sent was either received (its intact
+/// reply came back in time) or lost (no such reply within the timeout, or none by the end). A
+/// corrupted reply is an error and receives nothing.
+///
+/// # Examples
+///
+/// ```
+/// let d = smol_echo::Datagrams { sent: 200, received: 150, lost: 50 };
+/// assert_eq!(d.loss_percent(), 25.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Datagrams {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Intact replies received in time: the report's `lines`.
+    pub received: u64,
+    /// Datagrams without an intact reply in time: `sent - received`.
+    pub lost: u64,
+}
+
+impl Datagrams {
+    /// `lost` in percent of `sent`; 0 when nothing was sent.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 { 0.0 } else { self.lost as f64 * 100.0 / self.sent as f64 }
     }
 }
 
@@ -209,7 +310,7 @@ impl fmt::Display for BenchReport {
 pub struct Progress {
     /// Time since the start.
     pub elapsed: Duration,
-    /// Lines echoed and checked so far.
+    /// Lines (raw messages, datagrams) echoed and checked so far.
     pub lines: u64,
     /// Errors so far.
     pub errors: u64,
@@ -224,8 +325,9 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Rounds of reading and writing one connection may do before it lets the others run.
 const BUDGET: usize = 32;
 
-/// Loads the echo server at `addr` (`host:port`) as `config` says and checks every echoed byte.
-/// `progress` is called once a second.
+/// Loads the echo server at `addr` as `config` says and checks every echoed byte. `addr` is
+/// `host:port`, `[v6addr]:port` or `unix:/path` (a Unix stream socket). `progress` is called
+/// once a second.
 ///
 /// The connections run as tasks of a single-threaded executor inside the returned future, which
 /// runs on any executor. When no connection at all can be opened the result is an error;
@@ -258,30 +360,67 @@ pub async fn bench(
     config: &BenchConfig,
     mut progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
-    if config.connections == 0 || config.depth == 0 || config.size < BenchConfig::MIN_SIZE {
-        let message = format!(
-            "bench needs a connection or more, a depth of 1 or more, and lines of {} bytes or more",
-            BenchConfig::MIN_SIZE
-        );
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
-    }
-    let (first, target) = connect_any(addr, config.timeout)
-        .await
-        .map_err(|err| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}")))?;
+    config.check()?;
+    let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}"));
     let shared = Shared::new();
     let ex = LocalExecutor::new();
-    Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let target = PathBuf::from(path);
+        let first = target.open(config.timeout).await.map_err(cannot)?;
+        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+    } else {
+        let (first, target) = connect_any(addr, config.timeout).await.map_err(cannot)?;
+        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+    }
+}
+
+/// Where the connections of a stream bench go: a TCP address or a Unix socket path.
+trait Target: Clone {
+    type Stream;
+
+    /// Opens one connection, or fails after `timeout`.
+    async fn open(&self, timeout: Duration) -> io::Result<Async<Self::Stream>>;
+}
+
+impl Target for SocketAddr {
+    type Stream = TcpStream;
+
+    async fn open(&self, timeout: Duration) -> io::Result<Async<TcpStream>> {
+        let stream = within(timeout, Async::<TcpStream>::connect(*self)).await?;
+        stream.get_ref().set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+impl Target for PathBuf {
+    type Stream = UnixStream;
+
+    async fn open(&self, timeout: Duration) -> io::Result<Async<UnixStream>> {
+        within(timeout, Async::<UnixStream>::connect(self)).await
+    }
+}
+
+/// `fut`, or a `TimedOut` error after `timeout`.
+async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    fut.or(async {
+        Timer::after(timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
+    })
+    .await
 }
 
 /// Runs the connections to the end and makes the report.
-async fn drive<'a>(
+async fn drive<'a, A: Target + 'a>(
     ex: &LocalExecutor<'a>,
     shared: &'a Shared,
     config: &BenchConfig,
-    target: SocketAddr,
-    first: Async<TcpStream>,
+    target: A,
+    first: Async<A::Stream>,
     progress: &mut impl FnMut(&Progress),
-) -> BenchReport {
+) -> BenchReport
+where
+    for<'b> &'b A::Stream: Read + Write,
+{
     let quotas = quotas(config);
     // Each task holds a sender: `recv` fails once all are gone, and the count left is the
     // connections still running.
@@ -290,11 +429,31 @@ async fn drive<'a>(
     let mut first = Some(first);
     for (id, &quota) in quotas.iter().enumerate() {
         let stream = first.take();
-        let conn = connection(id, target, stream, quota, config.clone(), shared, running.clone());
+        let conn = connection(id, target.clone(), stream, quota, config.clone(), shared, running.clone());
         ex.spawn(conn).detach();
     }
     drop(running);
 
+    let stuck = supervise(shared, config, start, config.timeout, &finished, progress).await;
+    if stuck > 0 {
+        let timeout = config.timeout;
+        shared.fail(stuck as u64, format!("{stuck} connection(s) got no echo within {timeout:?}"));
+    }
+    shared.report(config, quotas.len(), start, None)
+}
+
+/// Waits until every task has dropped its sender of `finished`, calling `progress` once a
+/// second and setting `shared.stop` at the end of the duration. Gives up when no echo at all
+/// has come for `quiet_limit`, or for `config.timeout` after the end of the duration, and then
+/// tells how many tasks were still running.
+pub(crate) async fn supervise(
+    shared: &Shared,
+    config: &BenchConfig,
+    start: Instant,
+    quiet_limit: Duration,
+    finished: &async_channel::Receiver<()>,
+    progress: &mut impl FnMut(&Progress),
+) -> usize {
     let end = match config.limit {
         BenchLimit::Duration(duration) => Some(start + duration),
         BenchLimit::Lines(_) => None,
@@ -305,9 +464,10 @@ async fn drive<'a>(
     let mut stopped_at = None;
     // Wait for echoes while they keep coming, and after the end no longer than the timeout.
     let give_up = |quiet_since: Instant, stopped_at: Option<Instant>| {
-        stopped_at.map_or(quiet_since, |at| at.min(quiet_since)) + config.timeout
+        let quiet = quiet_since + quiet_limit;
+        stopped_at.map_or(quiet, |at| quiet.min(at + config.timeout))
     };
-    let stuck = loop {
+    loop {
         let stop_at = end.filter(|_| stopped_at.is_none());
         let give_up_at = give_up(quiet_since, stopped_at);
         let wake = [next_tick, give_up_at].into_iter().chain(stop_at).min().unwrap_or(give_up_at);
@@ -321,7 +481,7 @@ async fn drive<'a>(
         })
         .await;
         if all_done {
-            break 0;
+            return 0;
         }
         let now = Instant::now();
         if stop_at.is_some_and(|at| now >= at) {
@@ -339,41 +499,14 @@ async fn drive<'a>(
             quiet_since = now;
         }
         if now >= give_up(quiet_since, stopped_at) {
-            break finished.sender_count();
+            return finished.sender_count();
         }
-    };
-    if stuck > 0 {
-        let timeout = config.timeout;
-        shared.fail(stuck as u64, format!("{stuck} connection(s) got no echo within {timeout:?}"));
-    }
-
-    let duration_s = start.elapsed().as_secs_f64();
-    let lines = shared.lines.get();
-    let latency = shared.latency.borrow();
-    let us = |quantile| latency.value_at_quantile(quantile) as f64 / 1000.0;
-    BenchReport {
-        connections: quotas.len(),
-        depth: config.depth,
-        size: config.size,
-        duration_s,
-        lines,
-        lines_per_s: lines as f64 / duration_s,
-        mib_per_s: shared.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
-        latency_us: Latency {
-            p50: us(0.5),
-            p90: us(0.9),
-            p99: us(0.99),
-            p999: us(0.999),
-            max: latency.max() as f64 / 1000.0,
-        },
-        errors: shared.errors.get(),
-        first_error: shared.first_error.borrow().clone(),
     }
 }
 
 /// Lines each connection sends: `None` for no limit. With a line count, the total is spread
 /// evenly and no connection is opened to send nothing.
-fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
+pub(crate) fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
     match config.limit {
         BenchLimit::Duration(_) => vec![None; config.connections],
         BenchLimit::Lines(total) => {
@@ -387,7 +520,7 @@ fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
 async fn connect_any(addr: &str, timeout: Duration) -> io::Result<(Async<TcpStream>, SocketAddr)> {
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address found");
     for target in async_net::resolve(addr).await? {
-        match connect(target, timeout).await {
+        match target.open(timeout).await {
             Ok(stream) => return Ok((stream, target)),
             Err(err) => last_err = err,
         }
@@ -395,37 +528,28 @@ async fn connect_any(addr: &str, timeout: Duration) -> io::Result<(Async<TcpStre
     Err(last_err)
 }
 
-async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<Async<TcpStream>> {
-    let stream = Async::<TcpStream>::connect(target)
-        .or(async {
-            Timer::after(timeout).await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
-        })
-        .await?;
-    stream.get_ref().set_nodelay(true)?;
-    Ok(stream)
-}
-
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.
 /// Failures are counted in `shared`; `_running` is dropped at the end.
-async fn connection(
+async fn connection<A: Target>(
     id: usize,
-    target: SocketAddr,
-    stream: Option<Async<TcpStream>>,
+    target: A,
+    stream: Option<Async<A::Stream>>,
     quota: Option<u64>,
     config: BenchConfig,
     shared: &Shared,
     _running: async_channel::Sender<()>,
-) {
+) where
+    for<'b> &'b A::Stream: Read + Write,
+{
     let stream = match stream {
         Some(stream) => Ok(stream),
-        None => connect(target, config.timeout).await,
+        None => target.open(config.timeout).await,
     };
     let result = match stream {
         Ok(stream) => {
             let mut conn = Conn {
                 stream,
-                ledger: Ledger::new(id, config.size, config.depth),
+                ledger: Ledger::new(id, config.size, config.depth, config.mode),
                 depth: config.depth as u64,
                 quota,
                 shared,
@@ -440,22 +564,24 @@ async fn connection(
     }
 }
 
-/// State shared by the connections of one bench, all on one thread.
-struct Shared {
+/// State shared by the connections (or UDP flows) of one bench, all on one thread.
+pub(crate) struct Shared {
     /// Set when the duration is over: send no more lines.
-    stop: Cell<bool>,
-    lines: Cell<u64>,
-    bytes: Cell<u64>,
-    errors: Cell<u64>,
+    pub(crate) stop: Cell<bool>,
+    /// Lines (messages, datagrams) echoed intact.
+    pub(crate) lines: Cell<u64>,
+    /// Bytes echoed intact.
+    pub(crate) bytes: Cell<u64>,
+    pub(crate) errors: Cell<u64>,
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
-    latency: RefCell<Histogram<u64>>,
-    /// Where echoes are read, one connection at a time.
-    rx: RefCell<Box<[u8]>>,
+    pub(crate) latency: RefCell<Histogram<u64>>,
+    /// Where echoes are read, one connection at a time; large enough for any UDP datagram.
+    pub(crate) rx: RefCell<Box<[u8]>>,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         // One nanosecond to one hour, three significant digits: fixed size, never resized.
         let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
         Shared {
@@ -470,15 +596,49 @@ impl Shared {
     }
 
     /// Counts `count` errors; the first error's message is kept.
-    fn fail(&self, count: u64, message: String) {
+    pub(crate) fn fail(&self, count: u64, message: String) {
         self.errors.set(self.errors.get() + count);
         self.first_error.borrow_mut().get_or_insert(message);
+    }
+
+    /// The report of a bench of `connections` that started at `start` and ends now.
+    pub(crate) fn report(
+        &self,
+        config: &BenchConfig,
+        connections: usize,
+        start: Instant,
+        datagrams: Option<Datagrams>,
+    ) -> BenchReport {
+        let duration_s = start.elapsed().as_secs_f64();
+        let lines = self.lines.get();
+        let latency = self.latency.borrow();
+        let us = |quantile| latency.value_at_quantile(quantile) as f64 / 1000.0;
+        BenchReport {
+            connections,
+            depth: config.depth,
+            size: config.size,
+            duration_s,
+            lines,
+            lines_per_s: lines as f64 / duration_s,
+            mib_per_s: self.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
+            latency_us: Latency {
+                p50: us(0.5),
+                p90: us(0.9),
+                p99: us(0.99),
+                p999: us(0.999),
+                max: latency.max() as f64 / 1000.0,
+            },
+            mode: if datagrams.is_some() { Mode::Raw } else { config.mode },
+            datagrams,
+            errors: self.errors.get(),
+            first_error: self.first_error.borrow().clone(),
+        }
     }
 }
 
 /// One connection at work: its socket and its ledger of lines in flight.
-struct Conn<'a> {
-    stream: Async<TcpStream>,
+struct Conn<'a, S> {
+    stream: Async<S>,
     ledger: Ledger,
     depth: u64,
     quota: Option<u64>,
@@ -487,7 +647,10 @@ struct Conn<'a> {
     readable: bool,
 }
 
-impl Conn<'_> {
+impl<S> Conn<'_, S>
+where
+    for<'b> &'b S: Read + Write,
+{
     /// Queues, writes and checks until the connection is done, or nothing can move.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for _ in 0..BUDGET {
@@ -569,8 +732,8 @@ impl Conn<'_> {
             }
             match self.stream.get_ref().read(&mut rx) {
                 Ok(0) => {
-                    let owed = self.ledger.in_flight();
-                    let message = format!("server closed the connection with {owed} line(s) not echoed");
+                    let (owed, unit) = (self.ledger.in_flight(), unit(self.ledger.mode));
+                    let message = format!("server closed the connection with {owed} {unit}(s) not echoed");
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
                 }
                 Ok(n) => {
@@ -592,10 +755,12 @@ impl Conn<'_> {
 /// The lines of one connection in flight, in a ring of `depth` line slots: line `n` lives in slot
 /// `n % depth`, so byte `p` of the connection's output is `ring[p % ring.len()]`. A slot is
 /// reused once its line was echoed, and then only its sequence number changes: queuing a line
-/// copies nothing, writes take the ring as it is, and echoes are checked against it.
+/// copies nothing, writes take the ring as it is, and echoes are checked against it. Raw
+/// messages are kept the same way: only their bytes differ.
 struct Ledger {
     ring: Box<[u8]>,
     size: u64,
+    mode: Mode,
     /// Lines queued so far: the sequence number of the next one.
     queued: u64,
     /// Bytes written so far.
@@ -607,10 +772,11 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn new(connection: usize, size: usize, depth: usize) -> Ledger {
+    fn new(connection: usize, size: usize, depth: usize, mode: Mode) -> Ledger {
         Ledger {
-            ring: line_template(connection, size).repeat(depth).into_boxed_slice(),
+            ring: template(mode, connection, size).repeat(depth).into_boxed_slice(),
             size: size as u64,
+            mode,
             queued: 0,
             written: 0,
             checked: 0,
@@ -623,12 +789,13 @@ impl Ledger {
     }
 
     /// Queues `lines` more lines, sent `now`: no more than the free slots.
+    #[inline]
     fn queue(&mut self, lines: u64, now: Instant) {
         let size = self.size as usize;
         let slots = (self.ring.len() / size) as u64;
         for _ in 0..lines {
             let at = (self.queued % slots) as usize * size;
-            stamp(&mut self.ring[at..at + size], self.queued);
+            stamp(self.mode, &mut self.ring[at..at + size], self.queued);
             self.queued += 1;
             self.queued_at.push_back(now);
         }
@@ -636,6 +803,7 @@ impl Ledger {
 
     /// The output from byte `from` to byte `to` (at most a ring apart), in its two parts: up to
     /// the end of the ring, and from its start.
+    #[inline]
     fn span(&self, from: u64, to: u64) -> (&[u8], &[u8]) {
         let start = (from % self.ring.len() as u64) as usize;
         let len = (to - from) as usize;
@@ -643,6 +811,7 @@ impl Ledger {
         (&self.ring[start..start + head], &self.ring[..len - head])
     }
 
+    #[inline]
     fn unsent(&self) -> (&[u8], &[u8]) {
         self.span(self.written, self.queued * self.size)
     }
@@ -662,6 +831,7 @@ impl Ledger {
 
     /// Checks `echo`, the next bytes received, against the bytes written; records the round
     /// trip of each line it completes in `latency` (nanoseconds) and tells how many it completed.
+    #[inline]
     fn check(&mut self, echo: &[u8], now: Instant, latency: &mut Histogram<u64>) -> io::Result<u64> {
         let (head, tail) = self.span(self.checked, self.written);
         let common = echo.len().min(head.len() + tail.len());
@@ -672,7 +842,8 @@ impl Ledger {
                 pairs.find(|(_, (sent, got))| sent != got).expect("a differing byte, as compared");
             let offset = self.checked + at as u64;
             let message = format!(
-                "echo of line {} differs at byte {}: sent '{}', got '{}'",
+                "echo of {} {} differs at byte {}: sent '{}', got '{}'",
+                unit(self.mode),
                 offset / self.size + 1,
                 offset % self.size + 1,
                 [*sent].escape_ascii(),
@@ -695,9 +866,32 @@ impl Ledger {
     }
 }
 
-/// The lines of one connection before their sequence number: a filler of letters that depends
-/// on the connection, then CR LF. Never the sentinel (too long), and no CR or LF before the end,
-/// so the server sees exactly the lines meant.
+/// What one line (message, datagram) is called in messages.
+pub(crate) fn unit(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Line => "line",
+        Mode::Raw => "message",
+    }
+}
+
+/// The lines (raw messages) of one connection before their sequence number.
+pub(crate) fn template(mode: Mode, connection: usize, size: usize) -> Vec<u8> {
+    match mode {
+        Mode::Line => line_template(connection, size),
+        Mode::Raw => raw_template(connection, size),
+    }
+}
+
+/// Writes `seq` over the start of `line`, as [`template`] leaves room for it.
+pub(crate) fn stamp(mode: Mode, line: &mut [u8], seq: u64) {
+    match mode {
+        Mode::Line => stamp_hex(line, seq),
+        Mode::Raw => stamp_binary(line, seq),
+    }
+}
+
+/// A filler of letters that depends on the connection, then CR LF. Never the sentinel (too
+/// long), and no CR or LF before the end, so the server sees exactly the lines meant.
 fn line_template(connection: usize, size: usize) -> Vec<u8> {
     // Letters after f, so the filler never looks like part of the number.
     let filler = (0..size - 2).map(|i| b'g' + ((i + connection) % 20) as u8);
@@ -706,7 +900,7 @@ fn line_template(connection: usize, size: usize) -> Vec<u8> {
 
 /// Writes `seq` in hex over the start of `line`, in up to 16 digits and never over the CR LF:
 /// each line of a connection differs from the others, so a lost, doubled or reordered line shows.
-fn stamp(line: &mut [u8], seq: u64) {
+fn stamp_hex(line: &mut [u8], seq: u64) {
     let digits = (line.len() - 2).min(16);
     let mut rest = seq;
     for byte in line[..digits].iter_mut().rev() {
@@ -715,13 +909,37 @@ fn stamp(line: &mut [u8], seq: u64) {
     }
 }
 
+/// Bytes of a raw message (after its sequence number): what a line server would act on (CR LF,
+/// the sentinel line `.`, a bare CR) and both ends of the byte range, so a server that is not
+/// transparent shows.
+const RAW_MARKS: &[u8] = b"\r\n.\r\n\0\xff\r";
+
+/// Bytes of a raw message taken by its sequence number.
+pub(crate) const SEQ_BYTES: usize = 8;
+
+/// Eight bytes of sequence number (zero here), [`RAW_MARKS`], then every byte value in a
+/// pattern that depends on the connection and repeats every 256 bytes.
+fn raw_template(connection: usize, size: usize) -> Vec<u8> {
+    let byte = |i: usize| match i.checked_sub(SEQ_BYTES) {
+        Some(mark) if mark < RAW_MARKS.len() => RAW_MARKS[mark],
+        // 157 is odd: 256 consecutive bytes take every value once.
+        _ => (i * 157 + connection * 59) as u8,
+    };
+    (0..size).map(byte).collect()
+}
+
+/// Writes `seq` little-endian over the first eight bytes of `message`.
+fn stamp_binary(message: &mut [u8], seq: u64) {
+    message[..SEQ_BYTES].copy_from_slice(&seq.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn line(connection: usize, size: usize, seq: u64) -> Vec<u8> {
-        let mut line = line_template(connection, size);
-        stamp(&mut line, seq);
+        let mut line = template(Mode::Line, connection, size);
+        stamp(Mode::Line, &mut line, seq);
         line
     }
 
@@ -746,9 +964,41 @@ mod tests {
         assert_ne!(line(0, 64, 1), line(1, 64, 1));
     }
 
+    fn message(connection: usize, size: usize, seq: u64) -> Vec<u8> {
+        let mut message = template(Mode::Raw, connection, size);
+        stamp(Mode::Raw, &mut message, seq);
+        message
+    }
+
+    #[test]
+    fn raw_messages_hold_what_a_line_server_would_act_on_and_every_byte_value() {
+        for size in [BenchConfig::MIN_SIZE, 9, 64, 300] {
+            assert_eq!(message(0, size, 1).len(), size);
+        }
+        let long = message(5, 8 + 256 + RAW_MARKS.len(), 0x0102);
+        assert_eq!(&long[..10], b"\x02\x01\0\0\0\0\0\0\r\n");
+        assert!(long.windows(5).any(|w| w == b"\r\n.\r\n"));
+        let values: std::collections::HashSet<u8> = long.iter().copied().collect();
+        assert_eq!(values.len(), 256);
+        assert_ne!(message(0, 64, 1), message(0, 64, 2));
+        assert_ne!(message(0, 64, 1), message(1, 64, 1));
+    }
+
+    #[test]
+    fn a_raw_mismatch_names_the_message() {
+        let mut ledger = Ledger::new(2, 16, 2, Mode::Raw);
+        ledger.queue(2, Instant::now());
+        let mut echo = unsent(&ledger);
+        ledger.wrote(echo.len());
+        assert_eq!(echo[16..], message(2, 16, 1));
+        echo[20] = echo[20].wrapping_add(1);
+        let err = ledger.check(&echo, Instant::now(), &mut histogram()).unwrap_err();
+        assert!(err.to_string().contains("echo of message 2 differs at byte 5"), "{err}");
+    }
+
     /// A ledger of `depth` lines of `size` bytes, all queued and written.
     fn ledger_with(depth: usize, size: usize) -> (Ledger, Vec<u8>) {
-        let mut ledger = Ledger::new(0, size, depth);
+        let mut ledger = Ledger::new(0, size, depth, Mode::Line);
         ledger.queue(depth as u64, Instant::now());
         let sent = unsent(&ledger);
         ledger.wrote(sent.len());
@@ -800,7 +1050,7 @@ mod tests {
 
     #[test]
     fn an_echo_of_unwritten_bytes_is_an_error() {
-        let mut ledger = Ledger::new(0, 10, 1);
+        let mut ledger = Ledger::new(0, 10, 1, Mode::Line);
         ledger.queue(1, Instant::now());
         let queued = unsent(&ledger);
         assert!(ledger.check(&queued, Instant::now(), &mut histogram()).is_err());

@@ -61,6 +61,7 @@ mod accept;
 mod activation;
 mod alarm;
 mod bench;
+mod bench_udp;
 mod client;
 mod conn;
 mod framing;
@@ -74,7 +75,8 @@ mod udp;
 mod udp_client;
 
 pub use activation::activated;
-pub use bench::{BenchConfig, BenchLimit, BenchReport, Latency, Progress, bench};
+pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
+pub use bench_udp::bench_udp;
 pub use client::{Ending, Stream, connect, converse, converse_raw};
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};

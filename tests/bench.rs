@@ -1,17 +1,22 @@
-//! `echo bench` through the binary: the report, exact line counts, and an error for every way an
-//! echo can go wrong (a changed, doubled or reordered line, a closed or missing server).
+//! `echo bench` through the binary and the library: the report, exact line counts, and an error
+//! for every way an echo can go wrong (a changed, doubled or reordered line, a closed or missing
+//! server); Unix sockets, raw messages, and UDP with its loss.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{ECHO, InProcessServer, ServerProcess, within};
+use futures_lite::future;
 use serde_json::Value;
-use smol_echo::{BenchConfig, BenchLimit, ServerConfig};
+use smol_echo::{BenchConfig, BenchLimit, EchoConfig, Mode, ServerConfig};
 
 /// Runs `echo bench ARGS`; a bench still running after 20 s fails the test.
 fn bench(args: &[&str]) -> Output {
@@ -68,6 +73,7 @@ fn json_report_holds_every_field_with_sane_values() {
         "lines_per_s",
         "mib_per_s",
         "latency_us",
+        "mode",
         "errors",
     ];
     expected.sort();
@@ -77,6 +83,7 @@ fn json_report_holds_every_field_with_sane_values() {
         (4.0, 2.0, 100.0)
     );
     assert_eq!(number(&report, "errors"), 0.0);
+    assert_eq!(report["mode"], "line");
 
     let (lines, secs) = (number(&report, "lines"), number(&report, "duration_s"));
     assert!(lines > 0.0);
@@ -252,4 +259,305 @@ fn echoes_that_never_come_are_errors_after_the_timeout() {
     assert!(report.first_error.unwrap().contains("no echo"));
     // Stopped at the end plus the timeout, not later.
     assert!(report.duration_s < 1.0, "{}", report.duration_s);
+}
+
+/// A Unix socket path unique to this test, removed when dropped.
+struct SocketPath(PathBuf);
+
+impl SocketPath {
+    fn new(name: &str) -> SocketPath {
+        let path = std::env::temp_dir().join(format!("smol-echo-bench-{}-{name}.sock", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        SocketPath(path)
+    }
+
+    fn addr(&self) -> String {
+        format!("unix:{}", self.0.display())
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
+/// Serves the line protocol on `path` with the library's `echo`, a task per connection; adds
+/// the lines each session echoed to `lines`.
+fn serve_unix(path: &Path, lines: Arc<AtomicU64>) -> smol::Task<()> {
+    let listener = async_net::unix::UnixListener::bind(path).expect("bind the Unix socket");
+    smol::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let lines = lines.clone();
+            smol::spawn(async move {
+                let session = smol_echo::echo(stream, &EchoConfig::default(), future::pending()).await;
+                lines.fetch_add(session.lines, Ordering::Relaxed);
+            })
+            .detach();
+        }
+    })
+}
+
+#[test]
+fn a_unix_socket_server_is_loaded_and_checked() {
+    let path = SocketPath::new("unix");
+    let echoed = Arc::new(AtomicU64::new(0));
+    let config =
+        BenchConfig { connections: 5, depth: 3, limit: BenchLimit::Lines(2000), ..Default::default() };
+    let report = within(Duration::from_secs(10), async {
+        let _server = serve_unix(&path.0, echoed.clone());
+        smol_echo::bench(&path.addr(), &config, |_| {}).await
+    })
+    .expect("bench over a Unix socket");
+    assert_eq!((report.lines, report.errors, report.connections), (2000, 0, 5), "{report:?}");
+    let bytes = report.mib_per_s * report.duration_s * 1048576.0;
+    assert!((bytes - 2000.0 * 64.0).abs() < 1.0, "{bytes} bytes echoed");
+    // Every line went through the listener: the sessions end when the bench closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echoed.load(Ordering::Relaxed) < 2000 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(echoed.load(Ordering::Relaxed), 2000);
+}
+
+#[test]
+fn a_unix_socket_through_the_binary_and_a_missing_one() {
+    let path = SocketPath::new("binary");
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let server = thread::spawn({
+        let path = path.0.clone();
+        move || {
+            smol::block_on(async {
+                let _server = serve_unix(&path, Arc::new(AtomicU64::new(0)));
+                stopped.recv().await.ok();
+            })
+        }
+    });
+    // The listener is bound once the path exists.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.0.exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let output = bench(&[&path.addr(), "-c", "3", "-n", "300", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(number(&report(&output), "lines"), 300.0);
+    stop.close();
+    server.join().expect("server thread");
+
+    let missing = SocketPath::new("missing");
+    let output = bench(&[&missing.addr(), "-n", "10"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!("echo: cannot connect to {}: ", missing.addr());
+    assert!(stderr(&output).starts_with(&expected), "{}", stderr(&output));
+}
+
+#[test]
+fn raw_mode_loads_a_raw_server_and_checks_every_byte() {
+    let server = InProcessServer::start(ServerConfig { mode: Mode::Raw, ..ServerConfig::default() });
+    let addr = server.addr.to_string();
+    let output = bench(&[&addr, "--mode", "raw", "-n", "1200", "-c", "3", "-p", "4", "-s", "300", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = report(&output);
+    assert_eq!(report["mode"], "raw");
+    assert_eq!((number(&report, "lines"), number(&report, "errors")), (1200.0, 0.0));
+    assert_eq!(number(&report, "size"), 300.0);
+    // Exactly the messages' bytes went through the server.
+    assert_eq!(server.stop().bytes, 1200 * 300);
+
+    let server = InProcessServer::start(ServerConfig { mode: Mode::Raw, ..ServerConfig::default() });
+    let table = bench(&[&server.addr.to_string(), "--mode", "raw", "-n", "50", "-c", "1"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.starts_with("1 connections, depth 1, 64-byte raw messages"), "{table}");
+    assert!(table.contains("messages              50") && table.contains("messages/s"), "{table}");
+}
+
+#[test]
+fn raw_messages_make_a_line_server_close_and_that_is_an_error() {
+    // Each message holds CR LF and a line `.`: a line server takes it for the end of the session.
+    let server = InProcessServer::start(ServerConfig::default());
+    let output = bench(&[&server.addr.to_string(), "--mode", "raw", "-c", "2", "-n", "100", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(number(&report(&output), "errors"), 2.0);
+    assert!(stderr(&output).contains("message(s) not echoed"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_corrupting_raw_echo_is_an_error() {
+    // Raw messages are not lines: the server echoes byte chunks of the message size.
+    let addr = tampering_server(64, |index, message, out| {
+        out.extend_from_slice(message);
+        if index == 10 {
+            let at = out.len() - message.len() + 40;
+            out[at] = out[at].wrapping_add(1);
+        }
+    });
+    let output = bench(&[&addr.to_string(), "--mode", "raw", "-c", "1", "-p", "2", "-n", "100", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(number(&report(&output), "errors"), 1.0);
+    assert!(stderr(&output).contains("echo of message 11 differs at byte 41"), "{}", stderr(&output));
+}
+
+/// A UDP echo on 127.0.0.1:0 in a thread: `answer(index, datagram)` may change the datagram and
+/// tells whether to send it back. Stops when dropped.
+struct UdpEcho {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpEcho {
+    fn start(mut answer: impl FnMut(u64, &mut [u8]) -> bool + Send + 'static) -> UdpEcho {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let addr = socket.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut buf, mut index) = (vec![0; 65536], 0);
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
+                if answer(index, &mut buf[..n]) {
+                    socket.send_to(&buf[..n], peer).ok();
+                }
+                index += 1;
+            }
+        });
+        UdpEcho { addr, stop }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn udp_replies_are_counted_and_checked() {
+    let server = UdpEcho::start(|_, _| true);
+    let output = bench_udp(server.addr, "-c 3 -p 4 -s 1000 -n 900");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = report(&output);
+    let keys: Vec<&str> = report.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in ["sent", "received", "lost", "loss_pct", "mode", "lines", "latency_us", "errors"] {
+        assert!(keys.contains(&key), "no {key} in {report}");
+    }
+    assert_eq!(report["mode"], "udp");
+    let counts: Vec<f64> =
+        ["sent", "received", "lost", "lines", "errors"].iter().map(|k| number(&report, k)).collect();
+    assert_eq!(counts, [900.0, 900.0, 0.0, 900.0, 0.0]);
+    assert_eq!(number(&report, "loss_pct"), 0.0);
+    assert!(number(&report["latency_us"], "p50") > 0.0, "{report}");
+
+    let output = bench(&["--udp", &server.addr.to_string(), "-c", "2", "-n", "40"]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.starts_with("2 flows, depth 1, 64-byte datagrams"), "{table}");
+    for row in ["sent                  40", "received              40", "lost                   0  (0.000 %)"]
+    {
+        assert!(table.contains(row), "no {row:?} in {table}");
+    }
+}
+
+/// Runs `echo bench --udp ADDR ARGS --json`, ARGS split at spaces.
+fn bench_udp(addr: SocketAddr, args: &str) -> Output {
+    let addr = addr.to_string();
+    let mut all = vec!["--udp", &addr, "--json"];
+    all.extend(args.split(' '));
+    bench(&all)
+}
+
+#[test]
+fn udp_loss_is_reported_and_lost_datagrams_are_replaced() {
+    // Drops every 5th datagram it gets: a fifth of those sent are lost.
+    let server = UdpEcho::start(|index, _| index % 5 != 4);
+    let start = Instant::now();
+    let output = bench_udp(server.addr, "-c 2 -p 4 -n 200 --timeout 250ms");
+    // Loss alone is no error: UDP may lose.
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = report(&output);
+    let (sent, received, lost) =
+        (number(&report, "sent"), number(&report, "received"), number(&report, "lost"));
+    assert_eq!((sent, received + lost), (200.0, 200.0), "{report}");
+    // 40 dropped; a reply delayed past the timeout on a busy machine would add to them.
+    assert!((38.0..=50.0).contains(&lost), "{report}");
+    assert!((number(&report, "loss_pct") - lost / 2.0).abs() < 0.01, "{report}");
+    assert_eq!(number(&report, "errors"), 0.0);
+    // 40 losses over 8 slots, each held 250 ms: a little over a second, not a timeout each.
+    assert!(start.elapsed() < Duration::from_secs(6), "{:?}", start.elapsed());
+}
+
+#[test]
+fn udp_corrupted_replies_are_errors() {
+    // Every 10th reply has a byte changed past its sequence number.
+    let server = UdpEcho::start(|index, datagram| {
+        if index % 10 == 9 {
+            datagram[30] ^= 0x55;
+        }
+        true
+    });
+    let output = bench_udp(server.addr, "-c 1 -p 10 -n 100 --timeout 500ms");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = report(&output);
+    assert_eq!(number(&report, "errors"), 10.0, "{report}");
+    // A corrupted reply answers nothing: its datagram is lost.
+    assert_eq!((number(&report, "received"), number(&report, "lost")), (90.0, 10.0), "{report}");
+    assert!(stderr(&output).contains("differs at byte 31"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_udp_server_that_never_answers_ends_the_run_in_time_with_total_loss() {
+    let server = UdpEcho::start(|_, _| false);
+    for limit in ["-d 400ms", "-n 1000"] {
+        let start = Instant::now();
+        let output = bench_udp(server.addr, &format!("-c 3 -p 2 {limit} --timeout 200ms"));
+        let elapsed = start.elapsed();
+        assert_eq!(output.status.code(), Some(1), "{limit}: {}", stderr(&output));
+        let report = report(&output);
+        assert!(number(&report, "sent") >= 6.0, "{report}");
+        assert_eq!(number(&report, "lost"), number(&report, "sent"), "{report}");
+        assert_eq!((number(&report, "loss_pct"), number(&report, "received")), (100.0, 0.0), "{report}");
+        assert_eq!(number(&report, "errors"), 3.0, "{report}");
+        assert!(stderr(&output).contains("3 flow(s)"), "{}", stderr(&output));
+        // Two timeouts of silence (400 ms), never past the duration plus the timeout (600 ms);
+        // with room for a slow machine and for starting the process.
+        assert!(number(&report, "duration_s") < 1.0, "{report}");
+        assert!(elapsed < Duration::from_secs(3), "{limit}: {elapsed:?}");
+    }
+}
+
+#[test]
+fn udp_through_the_library_reports_datagrams() {
+    let server = UdpEcho::start(|_, _| true);
+    let config =
+        BenchConfig { connections: 2, depth: 8, limit: BenchLimit::Lines(500), ..Default::default() };
+    let report =
+        within(Duration::from_secs(10), smol_echo::bench_udp(&server.addr.to_string(), &config, |_| {}))
+            .unwrap();
+    let datagrams = report.datagrams.expect("datagram counts");
+    assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (500, 500, 0));
+    assert_eq!((report.lines, report.errors), (500, 0));
+    assert!(
+        report
+            .to_json()
+            .contains(r#""mode":"udp","sent":500,"received":500,"lost":0,"loss_pct":0.000,"errors":0}"#)
+    );
+}
+
+#[test]
+fn udp_usage_errors() {
+    for (args, message) in [
+        (&["--udp", "unix:/tmp/x.sock"][..], "--udp needs host:port"),
+        (&["--udp", "127.0.0.1:7", "-s", "65508"][..], "-s must be at most 65507 with --udp, not 65508"),
+        (&["--udp", "127.0.0.1:7", "--mode", "line"][..], "--mode line does not apply"),
+        (&["127.0.0.1:7", "--mode", "lines"][..], "invalid mode 'lines'"),
+        (&["127.0.0.1:7", "--timeout", "0"][..], "--timeout must be more than 0"),
+    ] {
+        let output = bench(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty());
+        assert!(
+            stderr(&output).starts_with("echo: ") && stderr(&output).contains(message),
+            "{}",
+            stderr(&output)
+        );
+    }
 }

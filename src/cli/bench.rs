@@ -5,15 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use smol_echo::{BenchConfig, BenchLimit, Progress};
+use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
 
-use super::{DEFAULT_ADDR, at_least, parse_addr, parse_duration, raise_open_file_limit};
+use super::{DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit};
 
 #[derive(FromArgs, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
 #[argh(subcommand, name = "bench")]
 pub(crate) struct BenchArgs {
-    /// server address, host:port or [v6addr]:port (default localhost:8007)
+    /// server address, host:port, [v6addr]:port or unix:/path (default localhost:8007)
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// connections to open (default 50)
@@ -25,12 +25,25 @@ pub(crate) struct BenchArgs {
     /// lines to send in total, instead of a duration
     #[argh(option, short = 'n')]
     lines: Option<u64>,
-    /// line size in bytes, CR LF included, at least 8 (default 64)
+    /// line size in bytes, CR LF included, at least 8 (default 64); with --mode raw or --udp,
+    /// the size of a message or datagram (at most 65507 for UDP)
     #[argh(option, short = 's', default = "64")]
     size: usize,
     /// lines in flight per connection (default 1)
     #[argh(option, short = 'p', default = "1")]
     depth: usize,
+    /// line: CR LF lines for a line server; raw: messages of arbitrary bytes for an RFC 862
+    /// server (default line)
+    #[argh(option, from_str_fn(parse_mode))]
+    mode: Option<Mode>,
+    /// UDP: -c flows of datagrams to a UDP echo server at host:port; replies missing after
+    /// --timeout are lost
+    #[argh(switch)]
+    udp: bool,
+    /// how long to wait for a connection, for an echo when none comes at all, and for a UDP
+    /// reply before it is lost (default 5s)
+    #[argh(option, from_str_fn(parse_duration))]
+    timeout: Option<Duration>,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -50,6 +63,24 @@ impl BenchArgs {
         if self.lines == Some(0) {
             return Err("-n must be at least 1, not 0".into());
         }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err("--timeout must be more than 0".into());
+        }
+        if self.udp {
+            if self.addr.as_deref().is_some_and(|addr| addr.starts_with("unix:")) {
+                return Err("--udp needs host:port or [v6addr]:port, not a Unix socket".into());
+            }
+            if self.mode == Some(Mode::Line) {
+                return Err("--udp sends datagrams of raw bytes: --mode line does not apply".into());
+            }
+            if self.size > BenchConfig::MAX_UDP_SIZE {
+                return Err(format!(
+                    "-s must be at most {} with --udp, not {}",
+                    BenchConfig::MAX_UDP_SIZE,
+                    self.size
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -63,7 +94,17 @@ impl BenchArgs {
             depth: self.depth,
             size: self.size,
             limit,
-            ..BenchConfig::default()
+            timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
+            mode: self.mode.unwrap_or_default(),
+        }
+    }
+
+    /// What the progress line counts.
+    fn unit(&self) -> &'static str {
+        match (self.udp, self.mode) {
+            (true, _) => "datagrams",
+            (false, Some(Mode::Raw)) => "messages",
+            (false, _) => "lines",
         }
     }
 }
@@ -72,8 +113,13 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     // Each connection is a descriptor: thousands of them need more than the usual soft limit.
     raise_open_file_limit();
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
-    let mut progress = ProgressLine::new(io::stderr().is_terminal());
-    let result = async_io::block_on(smol_echo::bench(addr, &args.config(), |p| progress.show(p)));
+    let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.unit());
+    let config = args.config();
+    let result = if args.udp {
+        async_io::block_on(smol_echo::bench_udp(addr, &config, |p| progress.show(p)))
+    } else {
+        async_io::block_on(smol_echo::bench(addr, &config, |p| progress.show(p)))
+    };
     progress.clear();
     let report = match result {
         Ok(report) => report,
@@ -98,12 +144,13 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
 /// The progress line on a terminal, rewritten in place once a second; nothing otherwise.
 struct ProgressLine {
     on: bool,
+    unit: &'static str,
     last: Progress,
 }
 
 impl ProgressLine {
-    fn new(on: bool) -> ProgressLine {
-        ProgressLine { on, last: Progress::default() }
+    fn new(on: bool, unit: &'static str) -> ProgressLine {
+        ProgressLine { on, unit, last: Progress::default() }
     }
 
     fn show(&mut self, now: &Progress) {
@@ -112,8 +159,9 @@ impl ProgressLine {
         }
         let secs = (now.elapsed - self.last.elapsed).as_secs_f64();
         let rate = (now.lines - self.last.lines) as f64 / secs;
+        let unit = self.unit;
         eprint!(
-            "\r{:.0} s: {} lines, {rate:.0} lines/s, {} errors\x1b[K",
+            "\r{:.0} s: {} {unit}, {rate:.0} {unit}/s, {} errors\x1b[K",
             now.elapsed.as_secs_f64(),
             now.lines,
             now.errors

@@ -12,8 +12,8 @@ use log::LevelFilter;
 use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
 
 use super::{
-    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
-    stdio,
+    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode,
+    raise_open_file_limit, stdio,
 };
 
 #[derive(FromArgs, Debug)]
