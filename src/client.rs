@@ -1,6 +1,7 @@
 //! The client: send lines (or raw bytes), print their echoes.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -234,14 +235,7 @@ where
     O: AsyncWrite + Unpin,
 {
     let (reader, writer) = futures_lite::io::split(stream);
-    let sent = Cell::new(None);
-    let upload = async {
-        sent.set(Some(send(input, writer).await?));
-        // Whatever the upload did, the conversation lasts until the server closes.
-        future::pending().await
-    };
-    let received = receive(reader, output, flush_each_line).or(upload).await?;
-    conclude(received, sent.take())
+    both_ways(send(input, writer), receive(reader, output, flush_each_line)).await
 }
 
 /// Talks to an RFC 862 echo server (`echo serve --mode raw`) over `stream`: copies `input` to
@@ -295,12 +289,21 @@ where
     O: AsyncWrite + Unpin,
 {
     let (reader, writer) = futures_lite::io::split(stream);
+    both_ways(send_raw(input, writer), receive_raw(reader, output, flush_each_read)).await
+}
+
+/// Runs the upload and the download of a conversation at once, until the download ends.
+async fn both_ways(
+    upload: impl Future<Output = io::Result<Sent>>,
+    download: impl Future<Output = io::Result<Option<Ending>>>,
+) -> io::Result<Ending> {
     let sent = Cell::new(None);
     let upload = async {
-        sent.set(Some(send_raw(input, writer).await?));
+        sent.set(Some(upload.await?));
+        // Whatever the upload did, the conversation lasts until the server closes.
         future::pending().await
     };
-    let received = receive_raw(reader, output, flush_each_read).or(upload).await?;
+    let received = download.or(upload).await?;
     conclude(received, sent.take())
 }
 

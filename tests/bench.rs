@@ -6,14 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ECHO, InProcessServer, ServerProcess, within};
+use common::{ECHO, InProcessServer, ServerProcess, SocketPath, within};
 use futures_lite::future;
 use serde_json::Value;
 use smol_echo::{BenchConfig, BenchLimit, EchoConfig, Mode, ServerConfig};
@@ -259,27 +259,6 @@ fn echoes_that_never_come_are_errors_after_the_timeout() {
     assert!(report.first_error.unwrap().contains("no echo"));
     // Stopped at the end plus the timeout, not later.
     assert!(report.duration_s < 1.0, "{}", report.duration_s);
-}
-
-/// A Unix socket path unique to this test, removed when dropped.
-struct SocketPath(PathBuf);
-
-impl SocketPath {
-    fn new(name: &str) -> SocketPath {
-        let path = std::env::temp_dir().join(format!("smol-echo-bench-{}-{name}.sock", std::process::id()));
-        std::fs::remove_file(&path).ok();
-        SocketPath(path)
-    }
-
-    fn addr(&self) -> String {
-        format!("unix:{}", self.0.display())
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
-    }
 }
 
 /// Serves the line protocol on `path` with the library's `echo`, a task per connection; adds

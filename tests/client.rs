@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -13,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ECHO, InProcessServer, ServerProcess, within};
+use common::{ECHO, InProcessServer, ServerProcess, SocketPath, within};
 use futures_lite::future;
 use smol_echo::{CloseReason, EchoConfig, Ending, ServerConfig, Session, Stream};
 
@@ -366,29 +365,6 @@ fn help_explains_the_session_rules() {
 }
 
 // Unix stream sockets.
-
-/// A socket path under the temporary directory, unique to this process and test, removed when
-/// dropped.
-struct SocketPath(PathBuf);
-
-impl SocketPath {
-    fn new(test: &str) -> SocketPath {
-        let path = std::env::temp_dir().join(format!("smol-echo-client-{}-{test}.sock", std::process::id()));
-        std::fs::remove_file(&path).ok();
-        SocketPath(path)
-    }
-
-    /// The address as `echo connect` takes it.
-    fn addr(&self) -> String {
-        format!("unix:{}", self.0.display())
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
-    }
-}
 
 /// Listens on `path` and runs one line session, on its own thread; its result comes back on
 /// the channel.

@@ -7,35 +7,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ECHO, ServerProcess, assert_echoes, connect};
+use common::{ECHO, ServerProcess, SocketPath, assert_echoes, connect};
 use rustix::process::Signal;
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// A socket path of this test alone, with nothing at it yet; removed again on drop.
-struct SocketPath(PathBuf);
-
-impl SocketPath {
-    fn new(name: &str) -> SocketPath {
-        let path = std::env::temp_dir().join(format!("smol-echo-listen-{}-{name}.sock", std::process::id()));
-        std::fs::remove_file(&path).ok();
-        SocketPath(path)
-    }
-
-    fn flag(&self) -> String {
-        format!("unix:{}", self.0.display())
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
-    }
-}
 
 /// Sends `sent` on a Unix connection, half-closes, and returns all that comes back.
 fn unix_round_trip(path: &Path, sent: &[u8]) -> Vec<u8> {
@@ -67,11 +46,11 @@ fn stop(server: &mut ServerProcess) -> String {
 #[test]
 fn a_unix_socket_serves_lines_logs_its_connections_and_goes_on_exit() {
     let path = SocketPath::new("serve");
-    let mut server = ServerProcess::start(&["--listen", &path.flag()], 1);
-    assert_eq!(server.listening, [path.flag()]);
+    let mut server = ServerProcess::start(&["--listen", &path.addr()], 1);
+    assert_eq!(server.listening, [path.addr()]);
     assert_eq!(unix_round_trip(&path.0, b"hello\r\n\0\xff\r\n.\r\nafter\r\n"), b"hello\r\n\0\xff\r\n");
     let close = server.wait_for_line("close ", LIMIT).expect("a close line");
-    assert!(close.starts_with(&format!("close {}#1 lines=2 bytes=11 ", path.flag())), "{close}");
+    assert!(close.starts_with(&format!("close {}#1 lines=2 bytes=11 ", path.addr())), "{close}");
     assert!(close.ends_with("reason=sentinel"), "{close}");
     let summary = stop(&mut server);
     assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 11 bytes echoed"), "{summary}");
@@ -81,7 +60,7 @@ fn a_unix_socket_serves_lines_logs_its_connections_and_goes_on_exit() {
 #[test]
 fn raw_mode_works_over_a_unix_socket() {
     let path = SocketPath::new("raw");
-    let mut server = ServerProcess::start(&["--listen", &path.flag(), "--mode", "raw"], 1);
+    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--mode", "raw"], 1);
     let sent: Vec<u8> = (0..=255).cycle().take(100_000).collect();
     assert_eq!(unix_round_trip(&path.0, &sent), sent);
     stop(&mut server);
@@ -91,16 +70,16 @@ fn raw_mode_works_over_a_unix_socket() {
 fn a_stale_socket_file_is_replaced_and_a_live_one_is_an_error() {
     let path = SocketPath::new("stale");
     let live = UnixListener::bind(&path.0).unwrap();
-    let output = Command::new(ECHO).args(["serve", "--listen", &path.flag()]).output().expect("run echo");
+    let output = Command::new(ECHO).args(["serve", "--listen", &path.addr()]).output().expect("run echo");
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&path.flag()) && err.contains("a server is listening on it"), "{err}");
+    assert!(err.contains(&path.addr()) && err.contains("a server is listening on it"), "{err}");
     assert!(path.0.exists(), "the live server's socket is left alone");
 
     // The listener is gone but its file is still there, as after a crash.
     drop(live);
-    let mut server = ServerProcess::start(&["--listen", &path.flag()], 1);
+    let mut server = ServerProcess::start(&["--listen", &path.addr()], 1);
     assert_eq!(unix_round_trip(&path.0, b"again\r\n"), b"again\r\n");
     stop(&mut server);
     assert!(!path.0.exists());
@@ -110,7 +89,7 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_an_error() {
 fn a_path_that_is_not_a_socket_is_never_removed() {
     let path = SocketPath::new("plain");
     std::fs::write(&path.0, b"precious").unwrap();
-    let output = Command::new(ECHO).args(["serve", "--listen", &path.flag()]).output().expect("run echo");
+    let output = Command::new(ECHO).args(["serve", "--listen", &path.addr()]).output().expect("run echo");
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("not a socket"), "{err}");
@@ -200,7 +179,7 @@ fn socket_activation_leaves_a_passed_unix_socket_in_place() {
     let mut command = activated_command(1, &[]);
     let mut server =
         ServerProcess::start_with_stdio(&mut command, OwnedFd::from(listener).into(), Stdio::null(), 1);
-    assert_eq!(server.listening, [path.flag()]);
+    assert_eq!(server.listening, [path.addr()]);
     assert_eq!(unix_round_trip(&path.0, b"activated\r\n"), b"activated\r\n");
     stop(&mut server);
     assert!(path.0.exists(), "the socket belongs to systemd, which passes it to the next instance");
@@ -228,7 +207,7 @@ fn sockets_passed_to_another_process_are_not_taken() {
 fn unix_connections_count_against_the_same_connection_limit() {
     let path = SocketPath::new("limit");
     let server = ServerProcess::start(
-        &["--listen", "127.0.0.1:0", "--listen", &path.flag(), "--max-connections", "1"],
+        &["--listen", "127.0.0.1:0", "--listen", &path.addr(), "--max-connections", "1"],
         2,
     );
     let mut tcp = connect(server.addr());
@@ -250,7 +229,7 @@ fn unix_connections_count_against_the_same_connection_limit() {
 #[test]
 fn shutdown_drains_unix_and_udp_sockets_too() {
     let path = SocketPath::new("drain");
-    let mut server = ServerProcess::start(&["--listen", &path.flag(), "--udp", "127.0.0.1:0"], 2);
+    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--udp", "127.0.0.1:0"], 2);
     let mut unix = UnixStream::connect(&path.0).unwrap();
     unix.set_read_timeout(Some(LIMIT)).unwrap();
     unix.write_all(b"one\r\n").unwrap();
@@ -288,10 +267,10 @@ fn run_client(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
 #[test]
 fn echo_connect_talks_to_echo_serve_over_unix_and_udp() {
     let path = SocketPath::new("client");
-    let mut server = ServerProcess::start(&["--listen", &path.flag(), "--udp", "127.0.0.1:0"], 2);
+    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--udp", "127.0.0.1:0"], 2);
     let udp = server.listening.iter().find_map(|name| name.strip_prefix("udp:")).unwrap().to_string();
 
-    let (status, out, err) = run_client(&[&path.flag()], b"over unix\nsecond\n");
+    let (status, out, err) = run_client(&[&path.addr()], b"over unix\nsecond\n");
     assert_eq!((status, out.as_slice()), (Some(0), &b"over unix\nsecond\n"[..]), "{err}");
 
     let (status, out, err) = run_client(&["--udp", &udp], b"one\ntwo\n");

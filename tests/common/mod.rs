@@ -207,4 +207,27 @@ pub fn assert_echoes(stream: &mut std::net::TcpStream, bytes: &[u8]) {
     assert_eq!(echo, bytes, "echo differs");
 }
 
+/// A Unix socket path under the temporary directory, unique to this process and `name`, with
+/// nothing at it yet; removed when dropped.
+pub struct SocketPath(pub std::path::PathBuf);
+
+impl SocketPath {
+    pub fn new(name: &str) -> SocketPath {
+        let path = std::env::temp_dir().join(format!("smol-echo-{}-{name}.sock", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        SocketPath(path)
+    }
+
+    /// The address as every subcommand takes it: `unix:/path`.
+    pub fn addr(&self) -> String {
+        format!("unix:{}", self.0.display())
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
 pub mod mem;
