@@ -165,22 +165,7 @@ async fn flow(
     let mut flow = None;
     let result = match socket {
         Ok(socket) => {
-            let flow = flow.insert(Flow {
-                id,
-                socket,
-                datagram: template(Mode::Raw, id, config.size).into_boxed_slice(),
-                depth: config.depth,
-                quota,
-                timeout: config.timeout,
-                in_flight: VecDeque::with_capacity(config.depth),
-                oldest: 0,
-                waiting: 0,
-                expiry: Timer::never(),
-                readable: false,
-                answered: false,
-                shared,
-                counts,
-            });
+            let flow = flow.insert(Flow::new(id, socket, quota, &config, shared, counts));
             poll_fn(|cx| flow.poll_run(cx)).await
         }
         Err(err) => Err(io::Error::new(err.kind(), format!("cannot open a socket: {err}"))),
@@ -217,7 +202,34 @@ struct Flow<'a> {
     counts: &'a Counts,
 }
 
-impl Flow<'_> {
+impl<'a> Flow<'a> {
+    /// Flow `id` with nothing sent yet.
+    fn new(
+        id: usize,
+        socket: Async<UdpSocket>,
+        quota: Option<u64>,
+        config: &BenchConfig,
+        shared: &'a Shared,
+        counts: &'a Counts,
+    ) -> Flow<'a> {
+        Flow {
+            id,
+            socket,
+            datagram: template(Mode::Raw, id, config.size).into_boxed_slice(),
+            depth: config.depth,
+            quota,
+            timeout: config.timeout,
+            in_flight: VecDeque::with_capacity(config.depth),
+            oldest: 0,
+            waiting: 0,
+            expiry: Timer::never(),
+            readable: false,
+            answered: false,
+            shared,
+            counts,
+        }
+    }
+
     /// Sends, receives and expires until the flow is done, or nothing can move.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for _ in 0..BUDGET {
@@ -380,22 +392,8 @@ mod tests {
     /// A flow with nothing sent, on a socket that goes nowhere.
     fn flow<'a>(shared: &'a Shared, counts: &'a Counts, size: usize, depth: usize) -> Flow<'a> {
         let socket = open("127.0.0.1:9".parse().unwrap()).unwrap();
-        Flow {
-            id: 0,
-            socket,
-            datagram: template(Mode::Raw, 0, size).into_boxed_slice(),
-            depth,
-            quota: None,
-            timeout: Duration::from_secs(1),
-            in_flight: VecDeque::new(),
-            oldest: 0,
-            waiting: 0,
-            expiry: Timer::never(),
-            readable: false,
-            answered: false,
-            shared,
-            counts,
-        }
+        let config = BenchConfig { size, depth, timeout: Duration::from_secs(1), ..BenchConfig::default() };
+        Flow::new(0, socket, None, &config, shared, counts)
     }
 
     /// Records `count` more datagrams as sent at `at`.
