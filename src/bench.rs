@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -23,6 +23,7 @@ use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
+use crate::client::within;
 use crate::raw::Mode;
 
 /// How long a bench sends lines.
@@ -87,7 +88,7 @@ impl BenchConfig {
     pub const MIN_SIZE: usize = 8;
 
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
-    pub const MAX_UDP_SIZE: usize = 65507;
+    pub const MAX_UDP_SIZE: usize = crate::udp_client::MAX_DATAGRAM;
 
     /// Refuses what no bench can run, with one message for every stream or datagram bench.
     pub(crate) fn check(&self) -> io::Result<()> {
@@ -398,15 +399,6 @@ impl Target for PathBuf {
     async fn open(&self, timeout: Duration) -> io::Result<Async<UnixStream>> {
         within(timeout, Async::<UnixStream>::connect(self)).await
     }
-}
-
-/// `fut`, or a `TimedOut` error after `timeout`.
-async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    fut.or(async {
-        Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
-    })
-    .await
 }
 
 /// Runs the connections to the end and makes the report.

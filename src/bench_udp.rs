@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::bench::{
     BenchConfig, BenchReport, Datagrams, Progress, SEQ_BYTES, Shared, quotas, stamp, supervise, template,
 };
 use crate::raw::Mode;
+use crate::udp_client::{connected_socket, first_address};
 
 /// Rounds of sending and receiving one flow may do before it lets the others run.
 const BUDGET: usize = 32;
@@ -81,26 +82,11 @@ pub async fn bench_udp(
         return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     }
     let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot send to {addr}: {err}"));
-    let target = async_net::resolve(addr)
-        .await
-        .and_then(|addrs| addrs.into_iter().next().ok_or_else(|| io::Error::other("no address found")))
-        .map_err(cannot)?;
-    let first = open(target).map_err(cannot)?;
+    let target = first_address(addr).await.map_err(cannot)?;
+    let first = connected_socket(target).map_err(cannot)?;
     let (shared, counts) = (Shared::new(), Counts::default());
     let ex = LocalExecutor::new();
     Ok(ex.run(drive(&ex, &shared, &counts, config, target, first, &mut progress)).await)
-}
-
-/// A UDP socket on an ephemeral port, connected to `target`: it sends there only, and the
-/// kernel drops datagrams from anywhere else.
-fn open(target: SocketAddr) -> io::Result<Async<UdpSocket>> {
-    let local: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local)?;
-    socket.connect(target)?;
-    Async::new(socket)
 }
 
 /// Flows counted by how they went, for the flows that got no reply at all.
@@ -129,7 +115,7 @@ async fn drive<'a>(
     let start = Instant::now();
     let mut first = Some(first);
     for (id, &quota) in quotas.iter().enumerate() {
-        let socket = first.take().map_or_else(|| open(target), Ok);
+        let socket = first.take().map_or_else(|| connected_socket(target), Ok);
         let flow = flow(id, target, socket, quota, config.clone(), shared, counts, running.clone());
         ex.spawn(flow).detach();
     }
@@ -391,7 +377,7 @@ mod tests {
 
     /// A flow with nothing sent, on a socket that goes nowhere.
     fn flow<'a>(shared: &'a Shared, counts: &'a Counts, size: usize, depth: usize) -> Flow<'a> {
-        let socket = open("127.0.0.1:9".parse().unwrap()).unwrap();
+        let socket = connected_socket("127.0.0.1:9".parse().unwrap()).unwrap();
         let config = BenchConfig { size, depth, timeout: Duration::from_secs(1), ..BenchConfig::default() };
         Flow::new(0, socket, None, &config, shared, counts)
     }

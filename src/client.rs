@@ -16,8 +16,6 @@ use futures_lite::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 
-// The UDP client lives in its own file; exported from here, beside the TCP client.
-
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;
 
@@ -168,11 +166,16 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
             }
         }
     };
-    let timed_out = async {
+    within(timeout, attempt).await
+}
+
+/// `fut`, or a `TimedOut` error once `timeout` has passed.
+pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    fut.or(async {
         Timer::after(timeout).await;
         Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
-    };
-    attempt.or(timed_out).await
+    })
+    .await
 }
 
 /// Connects to the first of `addrs` that accepts.

@@ -5,9 +5,11 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
+use async_io::{Async, Timer};
 use async_net::UdpSocket;
 use futures_lite::future::{self, FutureExt};
+
+use crate::client::within;
 
 /// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -178,21 +180,8 @@ impl UdpClient {
     /// UDP sends nothing to connect: a server that is not there shows only as datagrams
     /// without echo ([`UdpReply::Refused`] when its host says so).
     pub async fn connect(addr: &str, timeout: Duration) -> io::Result<UdpClient> {
-        let resolve = async { async_net::resolve(addr).await };
-        let timed_out = async {
-            Timer::after(timeout).await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
-        };
-        let addrs = resolve.or(timed_out).await?;
-        let server = *addrs
-            .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))?;
-        let local: SocketAddr = match server {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(local).await?;
-        socket.connect(server).await?;
+        let server = within(timeout, first_address(addr)).await?;
+        let socket = UdpSocket::from(connected_socket(server)?);
         Ok(UdpClient { socket, stats: UdpStats::default(), buffer: vec![0; 64 * 1024] })
     }
 
@@ -261,6 +250,25 @@ impl UdpClient {
             }
         }
     }
+}
+
+/// The first address `addr` (`host:port` or `[v6addr]:port`) resolves to: UDP sends nothing to
+/// connect, so there is no telling which of several would answer.
+pub(crate) async fn first_address(addr: &str) -> io::Result<SocketAddr> {
+    let addrs = async_net::resolve(addr).await?;
+    addrs.first().copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))
+}
+
+/// A UDP socket on an ephemeral port, connected to `server`: it sends there only, and the kernel
+/// drops datagrams from anywhere else.
+pub(crate) fn connected_socket(server: SocketAddr) -> io::Result<Async<std::net::UdpSocket>> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(server)?;
+    Async::new(socket)
 }
 
 #[cfg(test)]
