@@ -7,7 +7,9 @@ use std::time::Duration;
 use argh::FromArgs;
 use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
 
-use super::{DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit};
+use super::{
+    DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr,
+};
 
 #[derive(FromArgs, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
@@ -67,9 +69,7 @@ impl BenchArgs {
             return Err("--timeout must be more than 0".into());
         }
         if self.udp {
-            if self.addr.as_deref().is_some_and(|addr| addr.starts_with("unix:")) {
-                return Err("--udp needs host:port or [v6addr]:port, not a Unix socket".into());
-            }
+            udp_addr(self.addr.as_deref())?;
             if self.mode == Some(Mode::Line) {
                 return Err("--udp sends datagrams of raw bytes: --mode line does not apply".into());
             }

@@ -16,7 +16,7 @@ use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
 use smol_echo::{Ending, MAX_DATAGRAM, Mode, UdpClient, UdpReply};
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_inet_addr, parse_mode};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, udp_addr};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -120,12 +120,7 @@ impl ConnectArgs {
     /// Checks the combinations argh cannot.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.udp {
-            if let Some(addr) = &self.addr {
-                if addr.starts_with("unix:") {
-                    return Err(format!("--udp needs host:port, not a Unix socket ('{addr}')"));
-                }
-                parse_inet_addr(addr)?;
-            }
+            udp_addr(self.addr.as_deref())?;
             if self.mode.is_some() {
                 return Err("--mode cannot be used with --udp: each line is one datagram".into());
             }
@@ -141,7 +136,6 @@ impl ConnectArgs {
     }
 }
 
-/// The same words as `echo serve --mode`.
 pub(crate) fn run(args: ConnectArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     if args.udp {

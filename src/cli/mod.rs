@@ -156,6 +156,17 @@ pub(crate) fn parse_inet_addr(text: &str) -> Result<String, String> {
     }
 }
 
+/// Checks the address of `--udp` for `connect` and `bench`: it was parsed as any address, and
+/// UDP has no Unix form.
+pub(crate) fn udp_addr(addr: Option<&str>) -> Result<(), String> {
+    match addr {
+        Some(addr) if addr.starts_with("unix:") => {
+            Err(format!("--udp needs host:port, not a Unix socket ('{addr}')"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses `--mode`: `line` or `raw`.
 pub(crate) fn parse_mode(text: &str) -> Result<smol_echo::Mode, String> {
     match text {
