@@ -144,13 +144,12 @@ impl Server {
 
         let mut streams = Vec::new();
         for listener in listeners {
+            // What a Unix listener's nameless peers are logged as.
+            let name: Arc<str> =
+                listener.local_addr().map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
             match listener.0 {
                 Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
-                Kind::Unix(socket, file) => {
-                    let name = Listener(Kind::Unix(socket.clone(), None)).local_addr();
-                    let name = name.map_or_else(|_| "unix:".into(), |name| name.to_string().into());
-                    streams.push(StreamListener::Unix { socket, name, _file: file });
-                }
+                Kind::Unix(socket, file) => streams.push(StreamListener::Unix { socket, name, _file: file }),
                 Kind::Udp(socket) => {
                     let datagrams = udp::echo_datagrams(socket, stop.listen(), ACCEPT_BACKOFF);
                     spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
