@@ -695,3 +695,21 @@ fn udp_takes_only_host_and_port_and_its_own_flags() {
         assert!(out.stderr.ends_with("run echo connect --help for usage\n"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn echo_connect_talks_to_echo_serve_over_unix_and_udp() {
+    let path = SocketPath::new("client-serve");
+    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--udp", "127.0.0.1:0"], 2);
+    let udp = server.listening.iter().find_map(|name| name.strip_prefix("udp:")).unwrap().to_string();
+
+    let out = Client::run(&["connect", &path.addr()], b"over unix\nsecond\n".to_vec());
+    assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(0), &b"over unix\nsecond\n"[..]), "{out:?}");
+
+    let out = Client::run(&["connect", "--udp", &udp], b"one\ntwo\n".to_vec());
+    assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(0), &b"one\ntwo\n"[..]), "{out:?}");
+    assert!(out.stderr.starts_with("2 datagrams sent, 2 received, 0 lost (0% loss)"), "{out:?}");
+    server.signal(rustix::process::Signal::TERM);
+    assert!(server.wait_exit(LIMIT).expect("the server exits").success());
+    let summary = server.log().into_iter().find(|line| line.starts_with("shutdown:")).expect("a summary");
+    assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 2 datagrams"), "{summary}");
+}

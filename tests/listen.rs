@@ -247,35 +247,3 @@ fn shutdown_drains_unix_and_udp_sockets_too() {
     assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 0 datagrams"), "{summary}");
     assert!(!path.0.exists());
 }
-
-/// Runs `echo connect ARGS` with `input` on stdin; returns its status, stdout and stderr.
-fn run_client(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = Command::new(ECHO)
-        .arg("connect")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run echo connect");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let output = common::within(LIMIT, async { smol::unblock(move || child.wait_with_output()).await })
-        .expect("echo connect output");
-    (output.status.code(), output.stdout, String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
-#[test]
-fn echo_connect_talks_to_echo_serve_over_unix_and_udp() {
-    let path = SocketPath::new("client");
-    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--udp", "127.0.0.1:0"], 2);
-    let udp = server.listening.iter().find_map(|name| name.strip_prefix("udp:")).unwrap().to_string();
-
-    let (status, out, err) = run_client(&[&path.addr()], b"over unix\nsecond\n");
-    assert_eq!((status, out.as_slice()), (Some(0), &b"over unix\nsecond\n"[..]), "{err}");
-
-    let (status, out, err) = run_client(&["--udp", &udp], b"one\ntwo\n");
-    assert_eq!((status, out.as_slice()), (Some(0), &b"one\ntwo\n"[..]), "{err}");
-    assert!(err.starts_with("2 datagrams sent, 2 received, 0 lost (0% loss)"), "{err}");
-    let summary = stop(&mut server);
-    assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 2 datagrams"), "{summary}");
-}
