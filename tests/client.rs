@@ -41,6 +41,11 @@ impl Client {
         Client::spawn(Command::new(ECHO).args(args))
     }
 
+    /// Starts the shell command line `command` on a terminal of its own, through `script`.
+    fn on_terminal(command: &str) -> Client {
+        Client::spawn(Command::new("script").args(["-q", "-e", "-c", command, "/dev/null"]))
+    }
+
     fn spawn(command: &mut Command) -> Client {
         let mut child: Child = command
             .stdin(Stdio::piped())
@@ -196,7 +201,7 @@ fn a_large_input_comes_back_complete_and_in_order() {
 fn on_a_terminal_each_line_is_echoed_at_once_and_dot_ends() {
     let server = InProcessServer::start(ServerConfig::default());
     let command = format!("{ECHO} connect {}", server.addr);
-    let mut client = Client::spawn(Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]));
+    let mut client = Client::on_terminal(&command);
     let mut expected = Vec::new();
     for line in ["first", "second \u{e9}"] {
         client.write(format!("{line}\n").as_bytes());
@@ -215,7 +220,7 @@ fn on_a_terminal_each_line_is_echoed_at_once_and_dot_ends() {
 fn on_a_terminal_one_ctrl_d_half_closes() {
     let server = server();
     let command = format!("{ECHO} connect {}", server.addr());
-    let mut client = Client::spawn(Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]));
+    let mut client = Client::on_terminal(&command);
     client.write(b"typed\n");
     client.wait_stdout(b"typed\r\ntyped\r\n", LIMIT);
     client.write(b"\x04");
@@ -454,7 +459,7 @@ fn raw_mode_sends_and_receives_at_once() {
 fn raw_mode_on_a_terminal_prints_each_echo_at_once() {
     let server = raw_server();
     let command = format!("{ECHO} connect --mode raw {}", server.addr());
-    let mut client = Client::spawn(Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]));
+    let mut client = Client::on_terminal(&command);
     let mut expected = Vec::new();
     for line in ["first", "."] {
         client.write(format!("{line}\n").as_bytes());
