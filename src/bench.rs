@@ -929,10 +929,15 @@ fn stamp_binary(message: &mut [u8], seq: u64) {
 mod tests {
     use super::*;
 
+    /// Line or message `seq` of `connection`, as the ledger sends it.
+    fn stamped(mode: Mode, connection: usize, size: usize, seq: u64) -> Vec<u8> {
+        let mut bytes = template(mode, connection, size);
+        stamp(mode, &mut bytes, seq);
+        bytes
+    }
+
     fn line(connection: usize, size: usize, seq: u64) -> Vec<u8> {
-        let mut line = template(Mode::Line, connection, size);
-        stamp(Mode::Line, &mut line, seq);
-        line
+        stamped(Mode::Line, connection, size, seq)
     }
 
     #[test]
@@ -957,9 +962,7 @@ mod tests {
     }
 
     fn message(connection: usize, size: usize, seq: u64) -> Vec<u8> {
-        let mut message = template(Mode::Raw, connection, size);
-        stamp(Mode::Raw, &mut message, seq);
-        message
+        stamped(Mode::Raw, connection, size, seq)
     }
 
     #[test]
