@@ -152,6 +152,8 @@ fn assert_fds_return_to(server: &ServerProcess, baseline: usize) {
 struct Closed {
     lines: u64,
     bytes: u64,
+    /// From the server's accept to its close, as the server measured it.
+    duration: Duration,
     reason: String,
 }
 
@@ -161,8 +163,10 @@ impl Closed {
         let (peer, rest) = line.strip_prefix("close ")?.split_once(' ')?;
         let (lines, rest) = rest.strip_prefix("lines=")?.split_once(" bytes=")?;
         let (bytes, rest) = rest.split_once(" duration=")?;
-        let reason = rest.split_once(" reason=")?.1.to_string();
-        Some((peer, Closed { lines: lines.parse().ok()?, bytes: bytes.parse().ok()?, reason }))
+        let (duration, reason) = rest.split_once("s reason=")?;
+        let duration = Duration::from_secs_f64(duration.parse().ok()?);
+        let (lines, bytes, reason) = (lines.parse().ok()?, bytes.parse().ok()?, reason.to_string());
+        Some((peer, Closed { lines, bytes, duration, reason }))
     }
 }
 
@@ -347,18 +351,23 @@ async fn flood(stream: &mut async_net::TcpStream, chunk: &[u8], until_stalled: b
 /// What a client that drips one byte per 50 ms saw before the server closed.
 struct Drip {
     peer: SocketAddr,
+    /// From before the connect: the server's idle timeout starts at its accept, which comes
+    /// after, so this is never shorter than the timeout.
     lived: Duration,
+    /// From the connection's establishment. A connect may take a second or more when the kernel
+    /// retransmits a SYN, which the server never sees, so lateness is measured from here.
+    connected_for: Duration,
     echoed: usize,
 }
 
 /// Drips `x` bytes, never a line end, one per 50 ms, until the connection closes. `started` is
-/// taken before the connect: the server's idle timeout starts at its accept, which comes after.
-async fn drip(mut stream: async_net::TcpStream, started: Instant) -> Drip {
+/// taken before the connect, `connected` after it.
+async fn drip(mut stream: async_net::TcpStream, started: Instant, connected: Instant) -> Drip {
     let peer = stream.local_addr().unwrap();
     let mut echoed = 0;
     let mut buf = [0; 64];
     loop {
-        let lived = started.elapsed();
+        let lived = connected.elapsed();
         assert!(lived < IDLE + LIMIT, "a drip kept its connection for {lived:?}");
         // A write fails once the server has reset the connection.
         if stream.write_all(b"x").await.is_err() {
@@ -370,7 +379,7 @@ async fn drip(mut stream: async_net::TcpStream, started: Instant) -> Drip {
             Some(Ok(n)) => echoed += n,
         }
     }
-    Drip { peer, lived: started.elapsed(), echoed }
+    Drip { peer, lived: started.elapsed(), connected_for: connected.elapsed(), echoed }
 }
 
 #[test]
@@ -390,7 +399,8 @@ fn slow_drips_are_all_dropped_at_the_idle_timeout_while_others_are_served() {
             let mut tasks = Vec::new();
             for _ in 0..CROWD {
                 let started = Instant::now();
-                tasks.push(ex.spawn(drip(connect_async(addr).await, started)));
+                let stream = connect_async(addr).await;
+                tasks.push(ex.spawn(drip(stream, started, Instant::now())));
             }
             let mut drips = Vec::new();
             for task in tasks {
@@ -406,13 +416,22 @@ fn slow_drips_are_all_dropped_at_the_idle_timeout_while_others_are_served() {
     let echoed: usize = drips.iter().map(|d| d.echoed).sum();
     assert_eq!(echoed, 0, "partial lines were echoed");
     let shortest = drips.iter().map(|d| d.lived).min().unwrap();
-    let longest = drips.iter().map(|d| d.lived).max().unwrap();
+    let longest = drips.iter().map(|d| d.connected_for).max().unwrap();
     assert!(shortest >= IDLE, "a drip was closed after only {shortest:?}");
     assert!(longest < IDLE + LATE, "a drip held its connection for {longest:?}");
     let peers: Vec<SocketAddr> = drips.iter().map(|d| d.peer).collect();
-    assert_all_closed_for(&closes(&server, &peers), "idle timeout");
+    let closes = closes(&server, &peers);
+    assert_all_closed_for(&closes, "idle timeout");
+    // The server's own account of each connection, free of any delay on the client's side.
+    let held = closes.iter().map(|c| c.duration);
+    let (held_least, held_most) = (held.clone().min().unwrap(), held.max().unwrap());
+    // The log rounds to the millisecond.
+    assert!(held_least + Duration::from_millis(1) >= IDLE, "the server closed a drip after {held_least:?}");
+    assert!(held_most < IDLE + LATE, "the server held a drip for {held_most:?}");
+    let slowest_connect = drips.iter().map(|d| d.lived - d.connected_for).max().unwrap();
     eprintln!(
-        "{CROWD} drips lived {shortest:?} to {longest:?}; server RSS {rss_before} -> {rss_after} bytes, \
+        "{CROWD} drips lived {shortest:?} to {longest:?} (server: {held_least:?} to {held_most:?}, \
+         slowest connect {slowest_connect:?}); server RSS {rss_before} -> {rss_after} bytes, \
          CPU {cpu} ticks of 1/100 s in {dripped:?}; steady client {report:?}"
     );
 }
