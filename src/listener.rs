@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -151,7 +152,9 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
             seen.push(socket_addr);
             let bound = match udp {
                 true => Async::<UdpSocket>::bind(socket_addr).map(|s| Listener(Kind::Udp(Arc::new(s)))),
-                false => Async::<TcpListener>::bind(socket_addr).map(|l| Listener(Kind::Tcp(Arc::new(l)))),
+                false => Async::<TcpListener>::bind(socket_addr)
+                    .and_then(deepen_backlog)
+                    .map(|l| Listener(Kind::Tcp(Arc::new(l)))),
             };
             match bound {
                 Ok(listener) => listeners.push(listener),
@@ -187,7 +190,20 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
         bound => bound?,
     };
     let file = SocketFile::of(path)?;
-    Ok(Listener(Kind::Unix(Arc::new(Async::new(listener)?), Some(file))))
+    let listener = deepen_backlog(Async::new(listener)?)?;
+    Ok(Listener(Kind::Unix(Arc::new(listener), Some(file))))
+}
+
+/// The deepest accept queue the system allows: the kernel caps a listen backlog at
+/// `net.core.somaxconn` (4096 by default on Linux).
+const BACKLOG: i32 = i32::MAX;
+
+/// Lets `listener`'s accept queue grow past std's 128. With 128, a burst of connects that
+/// arrives while every thread is busy has its SYNs dropped, and each such client stalls for
+/// the one-second SYN retransmission; a second `listen` on a listening socket resizes its queue.
+fn deepen_backlog<L: AsFd>(listener: Async<L>) -> io::Result<Async<L>> {
+    rustix::net::listen(listener.get_ref(), BACKLOG)?;
+    Ok(listener)
 }
 
 /// Removes the socket file at `path` if nothing listens on it any more.
@@ -234,6 +250,9 @@ impl Drop for SocketFile {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
     use futures_lite::future;
 
     use super::*;
@@ -253,6 +272,46 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
             assert!(err.to_string().contains(&addr), "{err}");
         });
+    }
+
+    #[test]
+    fn a_burst_of_connects_waits_in_the_backlog_while_nothing_accepts() {
+        // Past a backlog of 128 the kernel drops the SYN, and the connect stalls for a second.
+        const BURST: usize = 600;
+        let unix = temp_socket("burst");
+        let listeners =
+            future::block_on(bind(&["127.0.0.1:0".to_string(), format!("unix:{}", unix.display())]));
+        let mut waiting = Vec::new();
+        for listener in listeners.unwrap() {
+            match listener.local_addr().unwrap() {
+                ListenAddr::Tcp(addr) => {
+                    for n in 0..BURST {
+                        // Well under the retransmission timeout: a dropped SYN fails the connect.
+                        let connected =
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+                        let stream = connected.unwrap_or_else(|err| panic!("connect {n} to {addr}: {err}"));
+                        waiting.push(OwnedFd::from(stream));
+                    }
+                }
+                ListenAddr::Unix(path) => {
+                    for n in 0..BURST {
+                        // A full Unix backlog blocks the connect: made non-blocking, it fails at once.
+                        let stream = rustix::net::socket(
+                            rustix::net::AddressFamily::UNIX,
+                            rustix::net::SocketType::STREAM,
+                            None,
+                        )
+                        .unwrap();
+                        rustix::io::ioctl_fionbio(&stream, true).unwrap();
+                        let addr = rustix::net::SocketAddrUnix::new(&path).unwrap();
+                        rustix::net::connect(&stream, &addr)
+                            .unwrap_or_else(|err| panic!("connect {n} to {path:?}: {err}"));
+                        waiting.push(stream);
+                    }
+                }
+                ListenAddr::Udp(_) => unreachable!("no UDP address was bound"),
+            }
+        }
     }
 
     #[test]
