@@ -64,6 +64,7 @@ mod bench;
 mod bench_udp;
 mod client;
 mod conn;
+mod failures;
 mod framing;
 mod listener;
 mod pool;

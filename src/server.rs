@@ -14,6 +14,7 @@ use futures_lite::future::{self, FutureExt};
 
 use crate::accept::{Accepted, Acceptor, StreamListener};
 use crate::conn::SocketConn;
+use crate::failures::Failures;
 use crate::listener::{Kind, ListenAddr, Listener};
 use crate::raw::Mode;
 use crate::session::EchoConfig;
@@ -159,6 +160,7 @@ impl Server {
         let mut acceptor = Acceptor::new(streams);
 
         let accept_all = async {
+            let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
             loop {
                 let permit = match permits.try_acquire_arc() {
                     Some(permit) => permit,
@@ -173,7 +175,8 @@ impl Server {
                 let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
                     Ok(accepted) => accepted,
                     Err(err) => {
-                        log::warn!("accept failed: {err}; retrying in {ACCEPT_BACKOFF:?}");
+                        let (level, message) = failures.failed(&err, Instant::now());
+                        log::log!(level, "{message}");
                         Timer::after(ACCEPT_BACKOFF).await;
                         continue;
                     }

@@ -3,11 +3,12 @@
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
+use crate::failures::Failures;
 use crate::udp_client::MAX_DATAGRAM;
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
@@ -40,11 +41,13 @@ pub(crate) async fn echo_datagrams(
     let mut buf = vec![0; MAX_DATAGRAM];
     let serving = async {
         let mut in_a_row = 0;
+        let mut failures = Failures::new("udp receive", backoff);
         loop {
             match socket.recv_from(&mut buf).await {
                 Ok((len, peer)) => answer(&socket, &buf[..len], peer, &mut counts),
                 Err(err) => {
-                    log::warn!("udp receive failed: {err}; retrying in {backoff:?}");
+                    let (level, message) = failures.failed(&err, Instant::now());
+                    log::log!(level, "{message}");
                     Timer::after(backoff).await;
                 }
             }
