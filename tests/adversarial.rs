@@ -379,7 +379,8 @@ async fn drip(mut stream: async_net::TcpStream, started: Instant, connected: Ins
             Some(Ok(n)) => echoed += n,
         }
     }
-    Drip { peer, lived: started.elapsed(), connected_for: connected.elapsed(), echoed }
+    let closed = Instant::now();
+    Drip { peer, lived: closed - started, connected_for: closed - connected, echoed }
 }
 
 #[test]
