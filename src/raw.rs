@@ -7,12 +7,12 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_lite::future::{self, Fuse, FutureExt};
+use futures_lite::future::{self, Fuse};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::alarm::Alarm;
 use crate::pool;
-use crate::session::{CloseReason, EchoConfig, Session, echo, half_close, write_within};
+use crate::session::{CloseReason, EchoConfig, Event, Session, echo, half_close, next_event, write_within};
 
 /// How many reads a session makes before it lets others on its thread run.
 const YIELD_EVERY: u32 = 64;
@@ -92,16 +92,6 @@ where
     }
 }
 
-/// What woke a waiting session.
-enum Event {
-    /// Bytes arrived in a pooled buffer; zero means end of input.
-    Read(Vec<u8>, usize),
-    /// No byte came within the idle timeout.
-    Idle,
-    /// Shutdown was asked, or the drain that follows it found nothing more to read.
-    Shutdown,
-}
-
 struct Raw<S> {
     io: S,
     config: EchoConfig,
@@ -123,11 +113,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
                 future::yield_now().await;
             }
             let (buf, len) = match self.next_event(idle_deadline, shutdown.as_mut()).await {
-                Ok(Event::Read(buf, 0)) => {
+                Ok(Event::Read((buf, 0))) => {
                     pool::give(buf);
                     return self.close(CloseReason::Eof).await;
                 }
-                Ok(Event::Read(buf, len)) => (buf, len),
+                Ok(Event::Read((buf, len))) => (buf, len),
                 Ok(Event::Idle) => return self.close(CloseReason::IdleTimeout).await,
                 Ok(Event::Shutdown) if self.grace_deadline.is_some() => {
                     return self.close(CloseReason::Shutdown).await;
@@ -166,28 +156,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
         &mut self,
         idle_deadline: Option<Instant>,
         shutdown: Pin<&mut Fuse<F>>,
-    ) -> io::Result<Event> {
+    ) -> io::Result<Event<(Vec<u8>, usize)>> {
         let Raw { io, alarm, grace_deadline, .. } = self;
         let read = future::poll_fn(|cx| poll_read_pooled(io, cx));
-        if let Some(grace) = *grace_deadline {
-            if Instant::now() >= grace {
-                return Ok(Event::Shutdown);
-            }
-            return Ok(future::poll_once(read)
-                .await
-                .transpose()?
-                .map_or(Event::Shutdown, |(buf, len)| Event::Read(buf, len)));
-        }
-        let read = async { read.await.map(|(buf, len)| Event::Read(buf, len)) };
-        let idle = async {
-            alarm.until(idle_deadline).await;
-            Ok(Event::Idle)
-        };
-        let stop = async {
-            shutdown.await;
-            Ok(Event::Shutdown)
-        };
-        read.or(idle).or(stop).await
+        next_event(read, alarm, idle_deadline, *grace_deadline, shutdown).await
     }
 
     /// Writes one read's bytes back.

@@ -247,13 +247,42 @@ impl RxBuf {
 }
 
 /// What woke a waiting session.
-enum Event {
-    /// Bytes arrived; zero means end of input.
-    Read(usize),
-    /// No complete line came within the idle timeout.
+/// What woke a waiting session: a read's result (`T`), the idle deadline or shutdown.
+pub(crate) enum Event<T> {
+    /// A read completed; what it read says whether that was the end of input.
+    Read(T),
+    /// The idle deadline passed.
     Idle,
     /// Shutdown was asked, or the drain that follows it found nothing more to read.
     Shutdown,
+}
+
+/// Waits for the first of `read`, `idle_deadline` and `shutdown`. Once shutdown has been asked
+/// (`grace_deadline` is set) it does not wait: a read that is not ready at once, or the grace
+/// period being over, is [`Event::Shutdown`].
+pub(crate) async fn next_event<T, F: Future<Output = ()>>(
+    read: impl Future<Output = io::Result<T>>,
+    alarm: &mut Alarm,
+    idle_deadline: Option<Instant>,
+    grace_deadline: Option<Instant>,
+    shutdown: Pin<&mut Fuse<F>>,
+) -> io::Result<Event<T>> {
+    if let Some(grace) = grace_deadline {
+        if Instant::now() >= grace {
+            return Ok(Event::Shutdown);
+        }
+        return Ok(future::poll_once(read).await.transpose()?.map_or(Event::Shutdown, Event::Read));
+    }
+    let read = async { read.await.map(Event::Read) };
+    let idle = async {
+        alarm.until(idle_deadline).await;
+        Ok(Event::Idle)
+    };
+    let stop = async {
+        shutdown.await;
+        Ok(Event::Shutdown)
+    };
+    read.or(idle).or(stop).await
 }
 
 struct Conn<S> {
@@ -319,26 +348,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.grace_deadline = Some(Instant::now() + self.config.grace);
     }
 
-    async fn next_event<F: Future<Output = ()>>(&mut self, shutdown: Pin<&mut Fuse<F>>) -> io::Result<Event> {
+    async fn next_event<F: Future<Output = ()>>(
+        &mut self,
+        shutdown: Pin<&mut Fuse<F>>,
+    ) -> io::Result<Event<usize>> {
         let Conn { io, rx, alarm, config, idle_deadline, grace_deadline, .. } = self;
         let max_line = config.max_line;
         let read = future::poll_fn(|cx| rx.poll_fill(io, cx, max_line));
-        if let Some(grace) = *grace_deadline {
-            if Instant::now() >= grace {
-                return Ok(Event::Shutdown);
-            }
-            return Ok(future::poll_once(read).await.transpose()?.map_or(Event::Shutdown, Event::Read));
-        }
-        let read = async { read.await.map(Event::Read) };
-        let idle = async {
-            alarm.until(*idle_deadline).await;
-            Ok(Event::Idle)
-        };
-        let stop = async {
-            shutdown.await;
-            Ok(Event::Shutdown)
-        };
-        read.or(idle).or(stop).await
+        next_event(read, alarm, *idle_deadline, *grace_deadline, shutdown).await
     }
 
     /// Writes the first `len` owed bytes.
