@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,7 +22,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use common::{ECHO, ServerProcess, assert_echoes, connect, rss_of, within};
+use common::{ECHO, ServerProcess, assert_echoes, connect, rss_of, spawn_bench, within};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use rustix::process::Signal;
 use smol::LocalExecutor;
@@ -721,14 +721,7 @@ fn a_storm_past_the_open_file_limit_is_survived_and_the_server_recovers() {
 
 /// Runs `echo bench ARGS` on a thread; its output arrives on the receiver.
 fn bench_in_background(args: &[&str]) -> (u32, mpsc::Receiver<Output>) {
-    let child = Command::new(ECHO)
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start echo bench");
+    let child = spawn_bench(args);
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || tx.send(child.wait_with_output().expect("bench output")).ok());

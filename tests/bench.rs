@@ -7,27 +7,20 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ECHO, InProcessServer, ServerProcess, SocketPath, within};
+use common::{InProcessServer, ServerProcess, SocketPath, spawn_bench, within};
 use futures_lite::future;
 use serde_json::Value;
 use smol_echo::{BenchConfig, BenchLimit, EchoConfig, Mode, ServerConfig};
 
 /// Runs `echo bench ARGS`; a bench still running after 20 s fails the test.
 fn bench(args: &[&str]) -> Output {
-    let mut child = Command::new(ECHO)
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start echo bench");
+    let mut child = spawn_bench(args);
     let deadline = Instant::now() + Duration::from_secs(20);
     // The output is a few lines: it fits in the pipes while the bench runs.
     while child.try_wait().expect("wait").is_none() {

@@ -17,6 +17,18 @@ use smol_echo::{ListenAddr, Server, ServerConfig, Summary};
 /// The built `echo` binary.
 pub const ECHO: &str = env!("CARGO_BIN_EXE_echo");
 
+/// Starts `echo bench ARGS` with no input and its output piped for the test to read.
+pub fn spawn_bench(args: &[&str]) -> Child {
+    Command::new(ECHO)
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echo bench")
+}
+
 /// Runs `fut` to completion, failing the test if it takes longer than `limit`.
 pub fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
     smol::block_on(fut.or(async move {
