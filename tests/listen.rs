@@ -247,3 +247,43 @@ fn shutdown_drains_unix_and_udp_sockets_too() {
     assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 0 datagrams"), "{summary}");
     assert!(!path.0.exists());
 }
+
+#[test]
+fn a_unix_socket_file_goes_when_shutdown_begins_not_when_the_grace_period_ends() {
+    let path = SocketPath::new("grace");
+    let mut server = ServerProcess::start(&["--listen", &path.addr(), "--grace", "20s"], 1);
+    // A client that sends lines and reads none: the server's echo blocks once both directions'
+    // buffers are full, and its session then holds the grace period open.
+    let mut held = UnixStream::connect(&path.0).unwrap();
+    // A write that finds no room for this long means the server has stopped reading.
+    held.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
+    let line = [b"x".repeat(1000), b"\r\n".to_vec()].concat();
+    // Where the stream stands within a line: a write may take part of one.
+    let (mut sent, mut at) = (0, 0);
+    while sent < 64 << 20 {
+        match held.write(&line[at..]) {
+            Ok(n) => (sent, at) = (sent + n, (at + n) % line.len()),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) => panic!("send: {err}"),
+        }
+    }
+    assert!(sent < 64 << 20, "the server took 64 MiB from a client that reads nothing");
+    server.wait_for_line("open ", LIMIT).expect("the connection is served");
+    server.signal(Signal::TERM);
+    server.wait_for_line("received: shutting down", LIMIT).expect("the signal is taken");
+    let gone = std::time::Instant::now() + LIMIT;
+    while path.0.exists() {
+        assert!(std::time::Instant::now() < gone, "the socket file outlived the start of shutdown");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Still in its grace period, and no longer reachable through the file.
+    assert!(server.log().iter().all(|line| !line.starts_with("shutdown:")), "{:?}", server.log());
+    assert!(UnixStream::connect(&path.0).is_err());
+    // Taking the echo lets the session, and the server, finish.
+    held.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut echoed = Vec::new();
+    held.read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed.len(), sent - at, "every complete line is echoed, the partial one is not");
+    let status = server.wait_exit(LIMIT).expect("the server exits once its last session ends");
+    assert!(status.success(), "{status}; stderr: {:?}", server.log());
+}
