@@ -143,6 +143,14 @@ impl Server {
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = Arc::new(Semaphore::new(config.max_connections));
 
+        // A datagram from one of these ports could be the server's own echo coming back.
+        let own_ports: Arc<[u16]> = listeners
+            .iter()
+            .filter_map(|listener| match listener.local_addr() {
+                Ok(ListenAddr::Udp(addr)) => Some(addr.port()),
+                _ => None,
+            })
+            .collect();
         let mut streams = Vec::new();
         for listener in listeners {
             // What a Unix listener's nameless peers are logged as.
@@ -152,7 +160,8 @@ impl Server {
                 Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
                 Kind::Unix(socket, file) => streams.push(StreamListener::Unix { socket, name, _file: file }),
                 Kind::Udp(socket) => {
-                    let datagrams = udp::echo_datagrams(socket, stop.listen(), ACCEPT_BACKOFF);
+                    let datagrams =
+                        udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
                     spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
                 }
             }

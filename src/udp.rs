@@ -9,12 +9,20 @@ use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
 use crate::failures::Failures;
-use crate::udp_client::MAX_DATAGRAM;
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
-/// other would bounce one spoofed datagram between them for ever.
+/// other would bounce one spoofed datagram between them for ever. The server's own UDP ports
+/// are refused too, for the same reason: a datagram forged to come from the socket itself (or
+/// from a sibling server on the same port) would otherwise be echoed to it again and again.
 pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
+
+/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none
+/// is cut short: a receive into a smaller buffer truncates without a word.
+const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
+
+/// The most datagrams answered after the stop: those queued then, but not a flood that goes on.
+const DRAIN_AT_MOST: usize = 4096;
 
 /// Datagrams answered in a row before the task lets others run: under a flood the socket is
 /// always ready, and the loop would otherwise keep its thread.
@@ -25,26 +33,31 @@ const YIELD_EVERY: u32 = 64;
 pub(crate) struct Datagrams {
     pub(crate) echoed: u64,
     pub(crate) bytes: u64,
-    /// Not answered: from a small service's port.
+    /// Not answered: from a small service's port or one of the server's own.
     pub(crate) refused: u64,
 }
 
 /// Echoes datagrams on `socket` until `stop` completes, then answers those already queued and
-/// returns the counts. A failed receive is logged and retried after `backoff`; a failed send
-/// loses that one datagram, as UDP may.
+/// returns the counts. Datagrams from [`REFUSED_SOURCE_PORTS`] and from `own_ports` (those of
+/// every UDP socket the server serves) are not answered. A failed receive is logged and
+/// retried after `backoff`; a failed send loses that one datagram, as UDP may.
 pub(crate) async fn echo_datagrams(
     socket: Arc<Async<UdpSocket>>,
+    own_ports: Arc<[u16]>,
     stop: impl Future<Output = ()>,
     backoff: Duration,
 ) -> Datagrams {
     let mut counts = Datagrams::default();
-    let mut buf = vec![0; MAX_DATAGRAM];
+    let mut buf = vec![0; RECEIVE_BUFFER];
+    let answer = |datagram: &[u8], peer: SocketAddr, counts: &mut Datagrams| {
+        answer(&socket, datagram, peer, &own_ports, counts)
+    };
     let serving = async {
         let mut in_a_row = 0;
         let mut failures = Failures::new("udp receive", backoff);
         loop {
             match socket.recv_from(&mut buf).await {
-                Ok((len, peer)) => answer(&socket, &buf[..len], peer, &mut counts),
+                Ok((len, peer)) => answer(&buf[..len], peer, &mut counts),
                 Err(err) => {
                     let (level, message) = failures.failed(&err, Instant::now());
                     log::log!(level, "{message}");
@@ -60,17 +73,27 @@ pub(crate) async fn echo_datagrams(
     };
     serving.or(stop).await;
     // What arrived before the stop is answered, as a stream session echoes its complete lines.
-    while let Ok((len, peer)) = socket.get_ref().recv_from(&mut buf) {
-        answer(&socket, &buf[..len], peer, &mut counts);
+    for _ in 0..DRAIN_AT_MOST {
+        let Ok((len, peer)) = socket.get_ref().recv_from(&mut buf) else { break };
+        answer(&buf[..len], peer, &mut counts);
     }
     counts
 }
 
 /// Sends `datagram` back to `peer` unless the reflection guard refuses it.
-fn answer(socket: &Async<UdpSocket>, datagram: &[u8], peer: SocketAddr, counts: &mut Datagrams) {
-    if REFUSED_SOURCE_PORTS.contains(&peer.port()) {
+fn answer(
+    socket: &Async<UdpSocket>,
+    datagram: &[u8],
+    peer: SocketAddr,
+    own_ports: &[u16],
+    counts: &mut Datagrams,
+) {
+    if REFUSED_SOURCE_PORTS.contains(&peer.port()) || own_ports.contains(&peer.port()) {
         counts.refused += 1;
-        log::debug!("udp {peer}: not answered, its port is a small service's ({} so far)", counts.refused);
+        log::debug!(
+            "udp {peer}: not answered, its port is a small service's or this server's ({} so far)",
+            counts.refused
+        );
         return;
     }
     // A full send buffer drops the datagram, as a router would; waiting for room would let one
@@ -88,6 +111,7 @@ fn answer(socket: &Async<UdpSocket>, datagram: &[u8], peer: SocketAddr, counts: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::udp_client::MAX_DATAGRAM;
 
     async fn round_trip(
         server: &Async<UdpSocket>,
@@ -95,7 +119,7 @@ mod tests {
         payload: &[u8],
     ) -> Option<Vec<u8>> {
         client.send_to(payload, server.get_ref().local_addr().unwrap()).await.unwrap();
-        let mut buf = vec![0; MAX_DATAGRAM];
+        let mut buf = vec![0; RECEIVE_BUFFER];
         let reply = async { Some(client.recv(&mut buf).await.unwrap()) };
         let len = reply.or(async {
             Timer::after(Duration::from_millis(300)).await;
@@ -109,8 +133,7 @@ mod tests {
         future::block_on(async {
             let server = Arc::new(Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap());
             let (stop, stopped) = async_channel::bounded::<()>(1);
-            let serving =
-                echo_datagrams(server.clone(), async move { stopped.recv().await.unwrap_or(()) }, backoff());
+            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
             let checks = async {
                 let client = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
                 let payload: Vec<u8> = (0..=255).cycle().take(MAX_DATAGRAM).collect();
@@ -131,6 +154,64 @@ mod tests {
             assert_eq!(counts.echoed, 4);
             assert_eq!(counts.bytes, 5 + 7 + MAX_DATAGRAM as u64);
         });
+    }
+
+    #[test]
+    fn a_datagram_from_the_socket_itself_is_not_answered() {
+        // Sent by the server's own socket, to itself: were it answered, the answer would be
+        // another such datagram, for ever, and the drain after the stop would never end.
+        future::block_on(async {
+            let server = Arc::new(Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap());
+            let (stop, stopped) = async_channel::bounded::<()>(1);
+            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
+            let forged = async {
+                server.send_to(b"loop", server.get_ref().local_addr().unwrap()).await.unwrap();
+                Timer::after(Duration::from_millis(100)).await;
+                stop.close();
+            };
+            let within = async {
+                Timer::after(Duration::from_secs(5)).await;
+                panic!("the server did not stop");
+            };
+            let (counts, ()) = future::zip(serving, forged).or(within).await;
+            assert_eq!(counts, Datagrams { echoed: 0, bytes: 0, refused: 1 });
+        });
+    }
+
+    #[test]
+    fn the_largest_ipv6_datagram_comes_back_whole() {
+        // 65,535 less the 8-byte UDP header: 20 bytes more than IPv4 can carry.
+        const IPV6_MAX: usize = 65_527;
+        let Ok(server) = Async::<UdpSocket>::bind((std::net::Ipv6Addr::LOCALHOST, 0)) else {
+            eprintln!("no IPv6 loopback here: nothing to check");
+            return;
+        };
+        future::block_on(async {
+            let server = Arc::new(server);
+            let (stop, stopped) = async_channel::bounded::<()>(1);
+            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
+            let check = async {
+                let client = Async::<UdpSocket>::bind((std::net::Ipv6Addr::LOCALHOST, 0)).unwrap();
+                let payload: Vec<u8> = (0..=255).cycle().take(IPV6_MAX).collect();
+                let echoed = round_trip(&server, &client, &payload).await;
+                stop.close();
+                assert!(
+                    echoed.as_deref() == Some(&payload[..]),
+                    "{:?} bytes came back",
+                    echoed.map(|e| e.len())
+                );
+            };
+            let (counts, ()) = future::zip(serving, check).await;
+            assert_eq!((counts.echoed, counts.bytes), (1, IPV6_MAX as u64));
+        });
+    }
+
+    fn own_ports(server: &Async<UdpSocket>) -> Arc<[u16]> {
+        Arc::new([server.get_ref().local_addr().unwrap().port()])
+    }
+
+    async fn until(stopped: async_channel::Receiver<()>) {
+        stopped.recv().await.ok();
     }
 
     fn backoff() -> Duration {

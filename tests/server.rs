@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{InProcessServer, ServerProcess, within};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
-use smol_echo::{EchoConfig, Server, ServerConfig};
+use smol_echo::{EchoConfig, Listener, Server, ServerConfig};
 
 fn config(idle: Duration) -> ServerConfig {
     ServerConfig {
@@ -194,4 +194,32 @@ fn idle_timeout_zero_turns_timeouts_off() {
         client.read_exact(&mut echo).await.unwrap();
         assert_eq!(&echo, b"still here\r\n");
     });
+}
+
+#[test]
+fn a_datagram_between_two_of_the_servers_own_udp_sockets_is_not_answered() {
+    // From one of the server's sockets to another: answered, each echo would be the next
+    // datagram for the other socket, for ever.
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (forger, b_addr) = (a.try_clone().unwrap(), b.local_addr().unwrap());
+    let listeners = [a, b].map(|socket| Listener::from(async_net::UdpSocket::try_from(socket).unwrap()));
+    let server = Server::new(listeners.into(), ServerConfig::default());
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let serving = thread::spawn(move || {
+        let ex = smol::Executor::new();
+        smol::block_on(ex.run(server.run(|task| ex.spawn(task).detach(), async move {
+            stopped.recv().await.ok();
+        })))
+    });
+    forger.send_to(b"ping-pong?", b_addr).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    stop.close();
+    let summary = within(Duration::from_secs(5), async {
+        while !serving.is_finished() {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        }
+        serving.join().expect("server thread")
+    });
+    assert_eq!((summary.datagrams, summary.refused_datagrams), (0, 1));
 }

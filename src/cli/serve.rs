@@ -194,3 +194,21 @@ pub(super) fn signal_name(signal: Signal) -> &'static str {
         _ => "signal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use argh::FromArgs;
+
+    use super::*;
+
+    fn idle_timeout_of(args: &[&str]) -> Option<Duration> {
+        ServeArgs::from_args(&["serve"], args).expect("parses").config().echo.idle_timeout
+    }
+
+    #[test]
+    fn idle_timeout_zero_turns_the_timeouts_off_rather_than_taking_the_default() {
+        assert_eq!(idle_timeout_of(&["--idle-timeout", "0"]), None);
+        assert_eq!(idle_timeout_of(&["--idle-timeout", "250ms"]), Some(Duration::from_millis(250)));
+        assert_eq!(idle_timeout_of(&[]), Some(Duration::from_secs(30)));
+    }
+}
