@@ -13,24 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{InProcessServer, ServerProcess, SocketPath, spawn_bench, within};
+use common::{InProcessServer, ServerProcess, SocketPath, output_within, spawn_bench, within};
 use futures_lite::future;
 use serde_json::Value;
 use smol_echo::{BenchConfig, BenchLimit, EchoConfig, Mode, ServerConfig};
 
 /// Runs `echo bench ARGS`; a bench still running after 20 s fails the test.
 fn bench(args: &[&str]) -> Output {
-    let mut child = spawn_bench(args);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The output is a few lines: it fits in the pipes while the bench runs.
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("echo bench {args:?} still running after 20 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("bench output")
+    output_within(spawn_bench(args), Duration::from_secs(20))
 }
 
 fn stderr(output: &Output) -> String {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ECHO, ServerProcess, SocketPath, assert_echoes, connect};
+use common::{ECHO, ServerProcess, SocketPath, assert_echoes, connect, output_within};
 use rustix::process::Signal;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -187,10 +187,29 @@ fn socket_activation_leaves_a_passed_unix_socket_in_place() {
 
 #[test]
 fn socket_activation_refuses_a_descriptor_that_is_not_a_socket() {
-    let output = activated_command(1, &[]).stdin(Stdio::null()).output().expect("run echo");
+    let child = activated_command(1, &[]).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let output = output_within(child, LIMIT);
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(err.trim_end(), "echo: passed descriptor 3 is not a TCP, UDP or Unix stream socket");
+}
+
+#[test]
+fn socket_activation_refuses_a_connection_where_a_listener_belongs() {
+    // What `Accept=yes` passes: a connection. Accepting on it would fail for ever.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (unix, _peer) = UnixStream::pair().unwrap();
+    for connection in [OwnedFd::from(tcp), OwnedFd::from(unix)] {
+        let child = activated_command(1, &[]).stdin(connection).stderr(Stdio::piped()).spawn().unwrap();
+        let output = output_within(child, LIMIT);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert_eq!(
+            err.trim_end(),
+            "echo: passed descriptor 3 is a stream socket that is not listening (Accept=yes? use --stdio)"
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,21 @@ pub fn spawn_bench(args: &[&str]) -> Child {
         .expect("start echo bench")
 }
 
+/// Waits for `child` to exit and returns its output; a child still running after `limit` is
+/// killed and fails the test. The output must fit in the pipes meanwhile: a few lines.
+pub fn output_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            let output = child.wait_with_output().expect("output");
+            panic!("still running after {limit:?}; stderr: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// Runs `fut` to completion, failing the test if it takes longer than `limit`.
 pub fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
     smol::block_on(fut.or(async move {
