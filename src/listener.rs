@@ -5,11 +5,13 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_io::Async;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket_with};
 
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
 ///
@@ -211,13 +213,22 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, "a server is listening on it")),
-        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+    // Not blocking: a connect to a live server whose backlog is full would wait for room.
+    let probe = socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => {
+            Err(io::Error::new(io::ErrorKind::AddrInUse, "a server is listening on it"))
+        }
+        Err(Errno::CONNREFUSED) => {
             log::info!("removing the stale socket unix:{}", path.display());
             std::fs::remove_file(path)
         }
-        Err(err) => Err(err),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -251,6 +262,7 @@ impl Drop for SocketFile {
 #[cfg(test)]
 mod tests {
     use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
     use futures_lite::future;
@@ -355,6 +367,33 @@ mod tests {
         UnixStream::connect(&path).expect("the new listener answers");
         drop(bound);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_server_with_a_full_backlog_is_still_live() {
+        let path = temp_socket("busy");
+        let busy = socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).unwrap();
+        rustix::net::bind(&busy, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&busy, 0).unwrap();
+        // Fill its backlog with connections it never accepts, till one finds no room.
+        let mut waiting = Vec::new();
+        loop {
+            let client =
+                socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+            match rustix::net::connect(&client, &SocketAddrUnix::new(&path).unwrap()) {
+                Ok(()) => waiting.push(client),
+                Err(Errno::AGAIN) => break,
+                Err(err) => panic!("connect: {err}"),
+            }
+            assert!(waiting.len() < 10_000, "the backlog never filled");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let probing = path.clone();
+        std::thread::spawn(move || tx.send(bind_unix(&probing).map(drop)));
+        let result = rx.recv_timeout(Duration::from_secs(5)).expect("the check for a live server hung");
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert!(path.exists());
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]
