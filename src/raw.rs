@@ -12,7 +12,9 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::alarm::Alarm;
 use crate::pool;
-use crate::session::{CloseReason, EchoConfig, Event, Session, echo, half_close, next_event, write_within};
+use crate::session::{
+    CloseReason, EchoConfig, Event, Session, echo, half_close, linger, next_event, write_within,
+};
 
 /// How many reads a session makes before it lets others on its thread run.
 const YIELD_EVERY: u32 = 64;
@@ -177,6 +179,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
     async fn close(&mut self, reason: CloseReason) -> CloseReason {
         let Raw { io, alarm, config, grace_deadline, .. } = self;
         half_close(io, alarm, config, *grace_deadline).await;
+        // Input may still be arriving only when the server, not the peer, ended the session.
+        if reason == CloseReason::Shutdown {
+            linger(io, alarm, config, *grace_deadline).await;
+        }
         reason
     }
 }

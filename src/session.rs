@@ -387,39 +387,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let Conn { io, alarm, config, grace_deadline, .. } = self;
         half_close(io, alarm, config, *grace_deadline).await;
         if matches!(reason, CloseReason::Sentinel | CloseReason::LineTooLong | CloseReason::Shutdown) {
-            self.linger().await;
+            linger(io, alarm, config, *grace_deadline).await;
         }
         reason
     }
+}
 
-    /// Reads and discards while the peer goes on sending, until it closes, pauses for [`QUIET`],
-    /// or [`LINGER`] (never past the grace period) is over. Closing a socket that has unread
-    /// input makes the kernel reset the connection and throw away the echo still in its send
-    /// buffer: a peer that sent past the end of its session would lose echoes it is owed.
-    async fn linger(&mut self) {
-        let Conn { io, rx, alarm, config, grace_deadline, .. } = self;
-        let linger = config.idle_timeout.map_or(LINGER, |idle| idle.min(LINGER));
-        let end = earliest(Some(Instant::now() + linger), *grace_deadline);
-        let max_line = config.max_line;
-        loop {
-            let now = Instant::now();
-            // A peer whose bytes never pause keeps the read ready: the deadline is checked here.
-            if end.is_some_and(|end| now >= end) {
-                return;
-            }
-            let quiet = earliest(Some(now + QUIET), end);
-            let more =
-                async { matches!(future::poll_fn(|cx| rx.poll_fill(io, cx, max_line)).await, Ok(1..)) };
-            let paused = async {
-                alarm.until(quiet).await;
-                false
-            };
-            if !more.or(paused).await {
-                return;
-            }
-            rx.consume(rx.owed().len());
+/// Reads and discards while the peer goes on sending, until it closes, pauses for [`QUIET`], or
+/// [`LINGER`] (never past the grace period) is over. Closing a socket that has unread input makes
+/// the kernel reset the connection and throw away the echo still in its send buffer: a peer that
+/// sent past the end of its session would lose echoes it is owed.
+pub(crate) async fn linger<R: AsyncRead + Unpin>(
+    io: &mut R,
+    alarm: &mut Alarm,
+    config: &EchoConfig,
+    grace_deadline: Option<Instant>,
+) {
+    let linger = config.idle_timeout.map_or(LINGER, |idle| idle.min(LINGER));
+    let end = earliest(Some(Instant::now() + linger), grace_deadline);
+    loop {
+        let now = Instant::now();
+        // A peer whose bytes never pause keeps the read ready: the deadline is checked here.
+        if end.is_some_and(|end| now >= end) {
+            return;
+        }
+        let quiet = earliest(Some(now + QUIET), end);
+        let more = async { matches!(future::poll_fn(|cx| poll_discard(io, cx)).await, Ok(1..)) };
+        let paused = async {
+            alarm.until(quiet).await;
+            false
+        };
+        if !more.or(paused).await {
+            return;
         }
     }
+}
+
+/// Reads and throws away what is there, into a buffer borrowed only for the read: thousands of
+/// sessions lingering at a shutdown must not hold a buffer each.
+fn poll_discard<R: AsyncRead + Unpin>(io: &mut R, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let mut buf = pool::take();
+    let read = Pin::new(io).poll_read(cx, &mut buf);
+    pool::give(buf);
+    read
 }
 
 /// Writes all of `data`. A peer that reads slower than it sends gets the idle timeout to take it

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use common::mem::{Chunking, Ending, MemStream, Sink, Step};
 use common::within;
-use smol_echo::{CloseReason, EchoConfig, Session, echo};
+use smol_echo::{CloseReason, EchoConfig, Mode, Session, echo};
 
 /// Longer than any case should take; a hang fails the test instead of stalling the suite.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -323,6 +323,27 @@ fn shutdown_echoes_the_complete_lines_that_are_readable_then_closes() {
     assert!(out.stream.closed);
     // It reads what is readable, without waiting: not for the grace period.
     assert!(out.elapsed < Duration::from_secs(1), "{:?}", out.elapsed);
+}
+
+#[test]
+fn after_a_shutdown_either_mode_reads_on_until_the_peer_pauses_so_that_no_reset_drops_its_echo() {
+    // The peer sends on after the session has ended, in bursts closer together than the quiet
+    // pause a lingering session waits for. Closing with those bytes unread would make the kernel
+    // reset the connection and throw away the echo still in the send buffer.
+    let after: Vec<Step> =
+        (0..5).flat_map(|_| [Step::Pause(Duration::from_millis(30)), Step::Data(b"more".to_vec())]).collect();
+    for mode in [Mode::Line, Mode::Raw] {
+        let steps = [vec![Step::Yield, Step::Data(b"ab\r\n".to_vec())], after.clone()].concat();
+        let mut stream = MemStream::scripted(steps, Ending::Silent);
+        let session = within(LIMIT, mode.echo(&mut stream, &grace(Duration::from_secs(5)), async {}));
+        assert_eq!(
+            session,
+            Session { lines: u64::from(mode == Mode::Line), bytes: 4, reason: CloseReason::Shutdown }
+        );
+        assert_eq!(stream.written, b"ab\r\n", "{mode:?}");
+        assert_eq!(stream.read, 4 + 5 * 4, "{mode:?}: closed with the peer's bytes unread");
+        assert!(stream.closed, "{mode:?}");
+    }
 }
 
 #[test]
