@@ -71,7 +71,8 @@ pub struct Summary {
     pub bytes: u64,
     /// UDP datagrams echoed.
     pub datagrams: u64,
-    /// UDP datagrams not answered because they came from a small service's port.
+    /// UDP datagrams not answered because of their source port: a small service's or one of the
+    /// server's own.
     pub refused_datagrams: u64,
     /// Connections still open when the grace period ran out.
     pub unfinished: u64,

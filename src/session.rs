@@ -246,7 +246,6 @@ impl RxBuf {
     }
 }
 
-/// What woke a waiting session.
 /// What woke a waiting session: a read's result (`T`), the idle deadline or shutdown.
 pub(crate) enum Event<T> {
     /// A read completed; what it read says whether that was the end of input.

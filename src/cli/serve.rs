@@ -112,7 +112,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             };
             let refused = match summary.refused_datagrams {
                 0 => String::new(),
-                n => format!(", {n} datagrams from small-service ports not answered"),
+                n => format!(", {n} datagrams from refused ports not answered"),
             };
             let unfinished = match summary.unfinished {
                 0 => String::new(),
