@@ -144,28 +144,27 @@ impl Server {
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let permits = Arc::new(Semaphore::new(config.max_connections));
 
-        // A datagram from one of these ports could be the server's own echo coming back.
-        let own_ports: Arc<[u16]> = listeners
-            .iter()
-            .filter_map(|listener| match listener.local_addr() {
-                Ok(ListenAddr::Udp(addr)) => Some(addr.port()),
-                _ => None,
-            })
-            .collect();
-        let mut streams = Vec::new();
+        let (mut streams, mut datagram_sockets) = (Vec::new(), Vec::new());
         for listener in listeners {
-            // What a Unix listener's nameless peers are logged as.
-            let name: Arc<str> =
-                listener.local_addr().map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
+            let addr = listener.local_addr();
             match listener.0 {
                 Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
-                Kind::Unix(socket, file) => streams.push(StreamListener::Unix { socket, name, _file: file }),
-                Kind::Udp(socket) => {
-                    let datagrams =
-                        udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
-                    spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
+                Kind::Unix(socket, file) => {
+                    // What the listener's nameless peers are logged as.
+                    let name = addr.map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
+                    streams.push(StreamListener::Unix { socket, name, _file: file });
                 }
+                Kind::Udp(socket) => datagram_sockets.push(socket),
             }
+        }
+        // A datagram from one of these ports could be the server's own echo coming back.
+        let own_ports: Arc<[u16]> = datagram_sockets
+            .iter()
+            .filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port()))
+            .collect();
+        for socket in datagram_sockets {
+            let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
+            spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
         }
         let mut acceptor = Acceptor::new(streams);
 
