@@ -6,6 +6,11 @@
 //! hot in cache, with no allocation per read.
 
 use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::io::AsyncRead;
 
 /// The size of a pooled buffer: one read takes at most this much.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -31,6 +36,26 @@ pub(crate) fn give(buf: Vec<u8>) {
                 spare.push(buf);
             }
         });
+    }
+}
+
+/// Reads from `io` into a borrowed buffer, which comes back with what was read and is given
+/// back at once when nothing came: a session waiting for input holds no buffer.
+pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<(Vec<u8>, usize)>> {
+    let mut buf = take();
+    match Pin::new(io).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(len)) => Poll::Ready(Ok((buf, len))),
+        Poll::Ready(Err(err)) => {
+            give(buf);
+            Poll::Ready(Err(err))
+        }
+        Poll::Pending => {
+            give(buf);
+            Poll::Pending
+        }
     }
 }
 

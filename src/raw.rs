@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_lite::future::{self, Fuse};
@@ -160,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
         shutdown: Pin<&mut Fuse<F>>,
     ) -> io::Result<Event<(Vec<u8>, usize)>> {
         let Raw { io, alarm, grace_deadline, .. } = self;
-        let read = future::poll_fn(|cx| poll_read_pooled(io, cx));
+        let read = future::poll_fn(|cx| pool::poll_read(io, cx));
         next_event(read, alarm, idle_deadline, *grace_deadline, shutdown).await
     }
 
@@ -187,27 +186,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
     }
 }
 
-/// Reads into a buffer borrowed from the pool, and gives it back at once when nothing came.
-fn poll_read_pooled<R: AsyncRead + Unpin>(
-    io: &mut R,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<(Vec<u8>, usize)>> {
-    let mut buf = pool::take();
-    match Pin::new(io).poll_read(cx, &mut buf) {
-        Poll::Ready(Ok(len)) => Poll::Ready(Ok((buf, len))),
-        Poll::Ready(Err(err)) => {
-            pool::give(buf);
-            Poll::Ready(Err(err))
-        }
-        Poll::Pending => {
-            pool::give(buf);
-            Poll::Pending
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll};
     use std::time::Duration;
 
     use futures_lite::io::Cursor;

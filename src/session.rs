@@ -411,7 +411,17 @@ pub(crate) async fn linger<R: AsyncRead + Unpin>(
             return;
         }
         let quiet = earliest(Some(now + QUIET), end);
-        let more = async { matches!(future::poll_fn(|cx| poll_discard(io, cx)).await, Ok(1..)) };
+        // Read into a buffer borrowed only for the read: thousands of sessions lingering at a
+        // shutdown must not hold one each.
+        let more = async {
+            match future::poll_fn(|cx| pool::poll_read(io, cx)).await {
+                Ok((discarded, len)) => {
+                    pool::give(discarded);
+                    len > 0
+                }
+                Err(_) => false,
+            }
+        };
         let paused = async {
             alarm.until(quiet).await;
             false
@@ -420,15 +430,6 @@ pub(crate) async fn linger<R: AsyncRead + Unpin>(
             return;
         }
     }
-}
-
-/// Reads and throws away what is there, into a buffer borrowed only for the read: thousands of
-/// sessions lingering at a shutdown must not hold a buffer each.
-fn poll_discard<R: AsyncRead + Unpin>(io: &mut R, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    let mut buf = pool::take();
-    let read = Pin::new(io).poll_read(cx, &mut buf);
-    pool::give(buf);
-    read
 }
 
 /// Writes all of `data`. A peer that reads slower than it sends gets the idle timeout to take it
