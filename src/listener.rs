@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -213,15 +213,8 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
     }
-    // Not blocking: a connect to a live server whose backlog is full would wait for room.
-    let probe = socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
-    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
-        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => {
+    match try_connect_unix(path)? {
+        Ok(_) | Err(Errno::AGAIN | Errno::INPROGRESS) => {
             Err(io::Error::new(io::ErrorKind::AddrInUse, "a server is listening on it"))
         }
         Err(Errno::CONNREFUSED) => {
@@ -230,6 +223,15 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// A non-blocking connect to the Unix socket at `path`: the outer error is one of making the
+/// socket, the inner one the connect's. Not blocking, because a connect to a live server whose
+/// backlog is full would wait for room.
+fn try_connect_unix(path: &Path) -> io::Result<Result<OwnedFd, Errno>> {
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let socket = socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    Ok(rustix::net::connect(&socket, &SocketAddrUnix::new(path)?).map(|()| socket))
 }
 
 /// The socket file a listener made, removed when the listener closes unless another file has
@@ -261,7 +263,6 @@ impl Drop for SocketFile {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
@@ -313,18 +314,10 @@ mod tests {
                 }
                 ListenAddr::Unix(path) => {
                     for n in 0..BURST {
-                        // A full Unix backlog blocks the connect: made non-blocking, it fails at once.
-                        let stream = rustix::net::socket(
-                            rustix::net::AddressFamily::UNIX,
-                            rustix::net::SocketType::STREAM,
-                            None,
-                        )
-                        .unwrap();
-                        rustix::io::ioctl_fionbio(&stream, true).unwrap();
-                        let addr = rustix::net::SocketAddrUnix::new(&path).unwrap();
-                        rustix::net::connect(&stream, &addr)
-                            .unwrap_or_else(|err| panic!("connect {n} to {path:?}: {err}"));
-                        waiting.push(stream);
+                        // A full Unix backlog blocks a connect: this one fails at once instead.
+                        let connected = try_connect_unix(&path).unwrap();
+                        waiting
+                            .push(connected.unwrap_or_else(|err| panic!("connect {n} to {path:?}: {err}")));
                     }
                 }
                 ListenAddr::Udp(_) => unreachable!("no UDP address was bound"),
@@ -384,10 +377,8 @@ mod tests {
         // Fill its backlog with connections it never accepts, till one finds no room.
         let mut waiting = Vec::new();
         loop {
-            let client =
-                socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
-            match rustix::net::connect(&client, &SocketAddrUnix::new(&path).unwrap()) {
-                Ok(()) => waiting.push(client),
+            match try_connect_unix(&path).unwrap() {
+                Ok(client) => waiting.push(client),
                 Err(Errno::AGAIN) => break,
                 Err(err) => panic!("connect: {err}"),
             }
