@@ -9,6 +9,7 @@ use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
 use crate::failures::Failures;
+use crate::udp_client::RECEIVE_BUFFER;
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
@@ -16,10 +17,6 @@ use crate::failures::Failures;
 /// are refused too, for the same reason: a datagram forged to come from the socket itself (or
 /// from a sibling server on the same port) would otherwise be echoed to it again and again.
 pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
-
-/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none
-/// is cut short: a receive into a smaller buffer truncates without a word.
-const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
 
 /// The most datagrams answered after the stop: those queued then, but not a flood that goes on.
 const DRAIN_AT_MOST: usize = 4096;
@@ -110,6 +107,8 @@ fn answer(
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
     use crate::udp_client::MAX_DATAGRAM;
 
@@ -128,93 +127,79 @@ mod tests {
         len.await.map(|len| buf[..len].to_vec())
     }
 
+    /// Serves `server` while `checks` run, stops it when they end, and returns its counts with
+    /// what the checks returned. A hang fails the test.
+    fn serve_during<T>(server: &Arc<Async<UdpSocket>>, checks: impl Future<Output = T>) -> (Datagrams, T) {
+        let own_ports = Arc::new([server.get_ref().local_addr().unwrap().port()]);
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let stopped = async move {
+            stopped.recv().await.ok();
+        };
+        let serving = echo_datagrams(server.clone(), own_ports, stopped, Duration::from_millis(10));
+        let checks = async {
+            let checked = checks.await;
+            stop.close();
+            checked
+        };
+        let hung = async {
+            Timer::after(Duration::from_secs(10)).await;
+            panic!("the server did not stop");
+        };
+        future::block_on(future::zip(serving, checks).or(hung))
+    }
+
+    fn bind(ip: impl Into<std::net::IpAddr>) -> std::io::Result<Async<UdpSocket>> {
+        Async::<UdpSocket>::bind((ip.into(), 0))
+    }
+
     #[test]
     fn datagrams_come_back_unchanged_and_small_service_ports_get_nothing() {
-        future::block_on(async {
-            let server = Arc::new(Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap());
-            let (stop, stopped) = async_channel::bounded::<()>(1);
-            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
-            let checks = async {
-                let client = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
-                let payload: Vec<u8> = (0..=255).cycle().take(MAX_DATAGRAM).collect();
-                for sent in [&b"hello"[..], b"", b"\r\n.\r\n\0\xff", &payload] {
-                    assert_eq!(round_trip(&server, &client, sent).await.as_deref(), Some(sent));
-                }
-                // Binding port 7 needs privileges, and a free port: where it cannot be had, the
-                // process tests still check ports that can.
-                let echo_port = Async::<UdpSocket>::bind(([127, 0, 0, 1], 7));
-                if let Ok(echo_port) = &echo_port {
-                    assert_eq!(round_trip(&server, echo_port, b"ping").await, None);
-                }
-                stop.close();
-                u64::from(echo_port.is_ok())
-            };
-            let (counts, refused) = future::zip(serving, checks).await;
-            assert_eq!(counts.refused, refused);
-            assert_eq!(counts.echoed, 4);
-            assert_eq!(counts.bytes, 5 + 7 + MAX_DATAGRAM as u64);
+        let server = Arc::new(bind(Ipv4Addr::LOCALHOST).unwrap());
+        let (counts, refused) = serve_during(&server, async {
+            let client = bind(Ipv4Addr::LOCALHOST).unwrap();
+            let payload: Vec<u8> = (0..=255).cycle().take(MAX_DATAGRAM).collect();
+            for sent in [&b"hello"[..], b"", b"\r\n.\r\n\0\xff", &payload] {
+                assert_eq!(round_trip(&server, &client, sent).await.as_deref(), Some(sent));
+            }
+            // Binding port 7 needs privileges, and a free port: where it cannot be had, the
+            // process tests still check ports that can.
+            let echo_port = Async::<UdpSocket>::bind(([127, 0, 0, 1], 7));
+            if let Ok(echo_port) = &echo_port {
+                assert_eq!(round_trip(&server, echo_port, b"ping").await, None);
+            }
+            u64::from(echo_port.is_ok())
         });
+        assert_eq!(counts.refused, refused);
+        assert_eq!(counts.echoed, 4);
+        assert_eq!(counts.bytes, 5 + 7 + MAX_DATAGRAM as u64);
     }
 
     #[test]
     fn a_datagram_from_the_socket_itself_is_not_answered() {
         // Sent by the server's own socket, to itself: were it answered, the answer would be
         // another such datagram, for ever, and the drain after the stop would never end.
-        future::block_on(async {
-            let server = Arc::new(Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap());
-            let (stop, stopped) = async_channel::bounded::<()>(1);
-            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
-            let forged = async {
-                server.send_to(b"loop", server.get_ref().local_addr().unwrap()).await.unwrap();
-                Timer::after(Duration::from_millis(100)).await;
-                stop.close();
-            };
-            let within = async {
-                Timer::after(Duration::from_secs(5)).await;
-                panic!("the server did not stop");
-            };
-            let (counts, ()) = future::zip(serving, forged).or(within).await;
-            assert_eq!(counts, Datagrams { echoed: 0, bytes: 0, refused: 1 });
+        let server = Arc::new(bind(Ipv4Addr::LOCALHOST).unwrap());
+        let (counts, ()) = serve_during(&server, async {
+            server.send_to(b"loop", server.get_ref().local_addr().unwrap()).await.unwrap();
+            Timer::after(Duration::from_millis(100)).await;
         });
+        assert_eq!(counts, Datagrams { echoed: 0, bytes: 0, refused: 1 });
     }
 
     #[test]
     fn the_largest_ipv6_datagram_comes_back_whole() {
         // 65,535 less the 8-byte UDP header: 20 bytes more than IPv4 can carry.
         const IPV6_MAX: usize = 65_527;
-        let Ok(server) = Async::<UdpSocket>::bind((std::net::Ipv6Addr::LOCALHOST, 0)) else {
+        let Ok(server) = bind(Ipv6Addr::LOCALHOST) else {
             eprintln!("no IPv6 loopback here: nothing to check");
             return;
         };
-        future::block_on(async {
-            let server = Arc::new(server);
-            let (stop, stopped) = async_channel::bounded::<()>(1);
-            let serving = echo_datagrams(server.clone(), own_ports(&server), until(stopped), backoff());
-            let check = async {
-                let client = Async::<UdpSocket>::bind((std::net::Ipv6Addr::LOCALHOST, 0)).unwrap();
-                let payload: Vec<u8> = (0..=255).cycle().take(IPV6_MAX).collect();
-                let echoed = round_trip(&server, &client, &payload).await;
-                stop.close();
-                assert!(
-                    echoed.as_deref() == Some(&payload[..]),
-                    "{:?} bytes came back",
-                    echoed.map(|e| e.len())
-                );
-            };
-            let (counts, ()) = future::zip(serving, check).await;
-            assert_eq!((counts.echoed, counts.bytes), (1, IPV6_MAX as u64));
+        let server = Arc::new(server);
+        let payload: Vec<u8> = (0..=255).cycle().take(IPV6_MAX).collect();
+        let (counts, echoed) = serve_during(&server, async {
+            round_trip(&server, &bind(Ipv6Addr::LOCALHOST).unwrap(), &payload).await
         });
-    }
-
-    fn own_ports(server: &Async<UdpSocket>) -> Arc<[u16]> {
-        Arc::new([server.get_ref().local_addr().unwrap().port()])
-    }
-
-    async fn until(stopped: async_channel::Receiver<()>) {
-        stopped.recv().await.ok();
-    }
-
-    fn backoff() -> Duration {
-        Duration::from_millis(10)
+        assert!(echoed.as_deref() == Some(&payload[..]), "{:?} bytes came back", echoed.map(|e| e.len()));
+        assert_eq!((counts.echoed, counts.bytes), (1, IPV6_MAX as u64));
     }
 }

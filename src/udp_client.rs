@@ -14,6 +14,10 @@ use crate::client::within;
 /// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none is
+/// cut short: a receive into a smaller buffer truncates without a word.
+pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
+
 /// What became of one datagram sent by [`UdpClient::ping`].
 ///
 /// # Examples
@@ -169,7 +173,7 @@ impl fmt::Display for UdpStats {
 pub struct UdpClient {
     socket: UdpSocket,
     stats: UdpStats,
-    /// Larger than any UDP payload, so that no reply is cut short and mistaken for an echo.
+    /// [`RECEIVE_BUFFER`] bytes, so that no reply is cut short and mistaken for an echo.
     buffer: Vec<u8>,
 }
 
@@ -182,7 +186,7 @@ impl UdpClient {
     pub async fn connect(addr: &str, timeout: Duration) -> io::Result<UdpClient> {
         let server = within(timeout, first_address(addr)).await?;
         let socket = UdpSocket::from(connected_socket(server)?);
-        Ok(UdpClient { socket, stats: UdpStats::default(), buffer: vec![0; 64 * 1024] })
+        Ok(UdpClient { socket, stats: UdpStats::default(), buffer: vec![0; RECEIVE_BUFFER] })
     }
 
     /// The server's address.
