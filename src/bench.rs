@@ -23,7 +23,7 @@ use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
-use crate::client::within;
+use crate::client::{first_to_connect, within};
 use crate::raw::Mode;
 
 /// How long a bench sends lines.
@@ -370,7 +370,9 @@ pub async fn bench(
         let first = target.open(config.timeout).await.map_err(cannot)?;
         Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
     } else {
-        let (first, target) = connect_any(addr, config.timeout).await.map_err(cannot)?;
+        let addrs = async_net::resolve(addr).await.map_err(cannot)?;
+        let open = |target: SocketAddr| async move { target.open(config.timeout).await };
+        let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
         Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
     }
 }
@@ -506,18 +508,6 @@ pub(crate) fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
             (0..n).map(|i| Some(total / n + u64::from(i < total % n))).collect()
         }
     }
-}
-
-/// Connects to the first address `addr` resolves to that accepts, and tells which it was.
-async fn connect_any(addr: &str, timeout: Duration) -> io::Result<(Async<TcpStream>, SocketAddr)> {
-    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for target in async_net::resolve(addr).await? {
-        match target.open(timeout).await {
-            Ok(stream) => return Ok((stream, target)),
-            Err(err) => last_err = err,
-        }
-    }
-    Err(last_err)
 }
 
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.

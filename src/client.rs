@@ -159,7 +159,8 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
         match addr.strip_prefix("unix:") {
             Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
             None => {
-                let stream = connect_each(&async_net::resolve(addr).await?).await?;
+                let (stream, _) =
+                    first_to_connect(&async_net::resolve(addr).await?, TcpStream::connect).await?;
                 // Typed lines are small and should not wait for an acknowledgement to be sent.
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
@@ -178,12 +179,19 @@ pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::R
     .await
 }
 
-/// Connects to the first of `addrs` that accepts.
-async fn connect_each(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+/// Tries `connect` on each of `addrs` in turn: the first connection made, and its address, or
+/// the last failure.
+pub(crate) async fn first_to_connect<T, F>(
+    addrs: &[SocketAddr],
+    mut connect: impl FnMut(SocketAddr) -> F,
+) -> io::Result<(T, SocketAddr)>
+where
+    F: Future<Output = io::Result<T>>,
+{
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
     for &addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
+        match connect(addr).await {
+            Ok(connected) => return Ok((connected, addr)),
             Err(err) => last_error = err,
         }
     }
@@ -503,16 +511,19 @@ mod tests {
         block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let good = listener.local_addr().unwrap();
-            let stream = connect_each(&[refusing(), good]).await.expect("falls back to the second");
-            assert_eq!(stream.peer_addr().unwrap(), good);
+            let (stream, addr) = first_to_connect(&[refusing(), good], TcpStream::connect)
+                .await
+                .expect("falls back to the second");
+            assert_eq!((stream.peer_addr().unwrap(), addr), (good, good));
         });
     }
 
     #[test]
     fn the_last_failure_is_reported() {
-        let err = block_on(connect_each(&[refusing(), refusing()])).unwrap_err();
+        let err = block_on(first_to_connect(&[refusing(), refusing()], TcpStream::connect)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
-        assert_eq!(block_on(connect_each(&[])).unwrap_err().kind(), io::ErrorKind::NotFound);
+        let err = block_on(first_to_connect(&[], TcpStream::connect)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
