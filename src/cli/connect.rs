@@ -204,10 +204,7 @@ fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode
             Ok(())
         };
         let talked = talked.or(interrupted).await;
-        let flushed = stdout
-            .flush()
-            .await
-            .map_err(|err| io::Error::new(err.kind(), format!("cannot write the output: {err}")));
+        let flushed = stdout.flush().await.map_err(context("cannot write the output"));
         let result = talked.and(flushed);
         if let Err(err) = &result {
             eprintln!("echo: {err}");
@@ -244,7 +241,7 @@ where
             .take(limit)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(|err| io::Error::new(err.kind(), format!("cannot read the input: {err}")))?;
+            .map_err(context("cannot read the input"))?;
         if read == 0 {
             break;
         }
@@ -268,13 +265,16 @@ where
                     }
                     io::Result::Ok(())
                 };
-                printed
-                    .await
-                    .map_err(|err| io::Error::new(err.kind(), format!("cannot write the output: {err}")))?;
+                printed.await.map_err(context("cannot write the output"))?;
             }
             UdpReply::TimedOut => eprintln!("echo: no reply to datagram {number} within {timeout:?}"),
             UdpReply::Refused => eprintln!("echo: no reply to datagram {number}: connection refused"),
         }
     }
     Ok(())
+}
+
+/// Puts `what` in front of an error's message, keeping its kind.
+fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |err| io::Error::new(err.kind(), format!("{what}: {err}"))
 }

@@ -68,13 +68,18 @@ impl ServeArgs {
         at_least("--max-line", self.max_line, 3)?;
         at_least("--max-connections", self.max_connections, 1)?;
         at_least("--threads", self.threads.unwrap_or(1), 1)?;
-        if self.stdio && !(self.listen.is_empty() && self.udp.is_empty()) {
+        if self.stdio && self.addresses_given() {
             return Err("--listen and --udp cannot be used with --stdio".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
         }
         Ok(())
+    }
+
+    /// Whether --listen or --udp named anything to bind.
+    fn addresses_given(&self) -> bool {
+        !(self.listen.is_empty() && self.udp.is_empty())
     }
 
     fn config(&self) -> ServerConfig {
@@ -144,7 +149,7 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     if listen.is_empty() {
         listen.push(DEFAULT_ADDR.to_string());
     }
-    if activated.is_some() && !(args.listen.is_empty() && args.udp.is_empty()) {
+    if activated.is_some() && args.addresses_given() {
         log::warn!("serving the sockets systemd passed: --listen and --udp are ignored");
     }
     let threads = args.threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
