@@ -106,6 +106,17 @@ impl Client {
         }
     }
 
+    /// On a terminal: types each of `lines` and waits for it to show twice, as typed (the
+    /// terminal's echo, LF written as CR LF) and as echoed, before typing the next.
+    fn type_lines_seeing_each_echoed(&mut self, lines: &[&str]) {
+        let mut expected = Vec::new();
+        for line in lines {
+            self.write(format!("{line}\n").as_bytes());
+            expected.extend_from_slice(format!("{line}\r\n{line}\r\n").as_bytes());
+            self.wait_stdout(&expected, LIMIT);
+        }
+    }
+
     /// Waits for the exit (closing stdin if still open), failing after `limit`.
     fn finish(mut self, limit: Duration) -> Finished {
         self.stdin = None;
@@ -202,12 +213,7 @@ fn on_a_terminal_each_line_is_echoed_at_once_and_dot_ends() {
     let server = InProcessServer::start(ServerConfig::default());
     let command = format!("{ECHO} connect {}", server.addr);
     let mut client = Client::on_terminal(&command);
-    let mut expected = Vec::new();
-    for line in ["first", "second \u{e9}"] {
-        client.write(format!("{line}\n").as_bytes());
-        expected.extend_from_slice(format!("{line}\r\n{line}\r\n").as_bytes());
-        client.wait_stdout(&expected, LIMIT);
-    }
+    client.type_lines_seeing_each_echoed(&["first", "second \u{e9}"]);
     client.write(b".\n");
     let out = client.finish_keeping_stdin(LIMIT);
     assert!(out.status.success(), "{out:?}");
@@ -460,13 +466,7 @@ fn raw_mode_on_a_terminal_prints_each_echo_at_once() {
     let server = raw_server();
     let command = format!("{ECHO} connect --mode raw {}", server.addr());
     let mut client = Client::on_terminal(&command);
-    let mut expected = Vec::new();
-    for line in ["first", "."] {
-        client.write(format!("{line}\n").as_bytes());
-        // As typed (the terminal's echo), then as echoed; the terminal writes LF as CR LF.
-        expected.extend_from_slice(format!("{line}\r\n{line}\r\n").as_bytes());
-        client.wait_stdout(&expected, LIMIT);
-    }
+    client.type_lines_seeing_each_echoed(&["first", "."]);
     // Ctrl-D: the end of input, which half-closes; the server then closes.
     client.write(b"\x04");
     let out = client.finish_keeping_stdin(LIMIT);
@@ -715,6 +715,6 @@ fn echo_connect_talks_to_echo_serve_over_unix_and_udp() {
     assert!(out.stderr.starts_with("2 datagrams sent, 2 received, 0 lost (0% loss)"), "{out:?}");
     server.signal(rustix::process::Signal::TERM);
     assert!(server.wait_exit(LIMIT).expect("the server exits").success());
-    let summary = server.log().into_iter().find(|line| line.starts_with("shutdown:")).expect("a summary");
+    let summary = server.summary();
     assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 2 datagrams"), "{summary}");
 }

@@ -130,6 +130,13 @@ impl ServerProcess {
         }
     }
 
+    /// The shutdown summary line. Waited for, not looked up: the process can have exited before
+    /// the thread reading its stderr has taken the last lines.
+    pub fn summary(&self) -> String {
+        self.wait_for_line("shutdown:", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no summary line; stderr: {:?}", self.log()))
+    }
+
     /// Every stderr line so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
