@@ -57,30 +57,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
-mod accept;
-mod activation;
-mod alarm;
 mod bench;
-mod bench_udp;
 mod client;
-mod conn;
-mod failures;
-mod framing;
-mod listener;
-mod pool;
-mod raw;
 mod server;
 mod session;
-mod stop;
-mod udp;
-mod udp_client;
 
-pub use activation::activated;
+pub use bench::udp::bench_udp;
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
-pub use bench_udp::bench_udp;
+pub use client::udp::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
 pub use client::{Ending, Stream, connect, converse, converse_raw};
-pub use listener::{ListenAddr, Listener, bind};
-pub use raw::{Mode, echo_raw};
+pub use server::activation::activated;
+pub use server::listener::{ListenAddr, Listener, bind};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
-pub use session::{CloseReason, EchoConfig, Session, echo};
-pub use udp_client::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
+pub use session::{CloseReason, EchoConfig, Mode, Session, echo, echo_raw};

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
-use crate::bench::{
+use super::{
     BenchConfig, BenchReport, Datagrams, Progress, SEQ_BYTES, Shared, quotas, stamp, supervise, template,
 };
-use crate::raw::Mode;
-use crate::udp_client::{connected_socket, first_address};
+use crate::client::udp::{connected_socket, first_address};
+use crate::session::Mode;
 
 /// Rounds of sending and receiving one flow may do before it lets the others run.
 const BUDGET: usize = 32;

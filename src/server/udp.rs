@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
-use crate::failures::Failures;
-use crate::udp_client::RECEIVE_BUFFER;
+use super::failures::Failures;
+use crate::client::udp::RECEIVE_BUFFER;
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
@@ -110,7 +110,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::udp_client::MAX_DATAGRAM;
+    use crate::client::udp::MAX_DATAGRAM;
 
     async fn round_trip(
         server: &Async<UdpSocket>,

@@ -24,7 +24,9 @@ use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
 use crate::client::{first_to_connect, within};
-use crate::raw::Mode;
+use crate::session::Mode;
+
+pub(crate) mod udp;
 
 /// How long a bench sends lines.
 ///
@@ -88,7 +90,7 @@ impl BenchConfig {
     pub const MIN_SIZE: usize = 8;
 
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
-    pub const MAX_UDP_SIZE: usize = crate::udp_client::MAX_DATAGRAM;
+    pub const MAX_UDP_SIZE: usize = crate::client::udp::MAX_DATAGRAM;
 
     /// Refuses what no bench can run, with one message for every stream or datagram bench.
     pub(crate) fn check(&self) -> io::Result<()> {

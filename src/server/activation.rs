@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_io::Async;
 use listenfd::ListenFd;
 
-use crate::listener::{Kind, Listener};
+use super::listener::{Kind, Listener};
 
 /// The sockets systemd (or any manager speaking its protocol) passed to this process, as
 /// `sd_listen_fds` finds them: `LISTEN_PID` is this process and `LISTEN_FDS` counts the

@@ -16,6 +16,8 @@ use futures_lite::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 
+pub(crate) mod udp;
+
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;
 

@@ -9,7 +9,7 @@ use async_io::{Async, Timer};
 use async_net::UdpSocket;
 use futures_lite::future::{self, FutureExt};
 
-use crate::client::within;
+use super::within;
 
 /// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM: usize = 65_507;

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use async_io::Async;
 
-use crate::listener::SocketFile;
+use super::listener::SocketFile;
 
 /// Takes connections from whichever listener has one.
 ///

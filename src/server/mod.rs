@@ -12,14 +12,21 @@ use async_io::Timer;
 use async_lock::Semaphore;
 use futures_lite::future::{self, FutureExt};
 
-use crate::accept::{Accepted, Acceptor, StreamListener};
-use crate::conn::SocketConn;
-use crate::failures::Failures;
-use crate::listener::{Kind, ListenAddr, Listener};
-use crate::raw::Mode;
-use crate::session::EchoConfig;
-use crate::stop::{Stop, Stopped};
-use crate::udp::{self, Datagrams};
+mod accept;
+pub(crate) mod activation;
+mod conn;
+mod failures;
+pub(crate) mod listener;
+mod stop;
+mod udp;
+
+use crate::session::{EchoConfig, Mode};
+use accept::{Accepted, Acceptor, StreamListener};
+use conn::SocketConn;
+use failures::Failures;
+use listener::{Kind, ListenAddr, Listener};
+use stop::{Stop, Stopped};
+use udp::Datagrams;
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.

@@ -9,11 +9,9 @@ use std::time::Instant;
 use futures_lite::future::{self, Fuse};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::alarm::Alarm;
-use crate::pool;
-use crate::session::{
-    CloseReason, EchoConfig, Event, Session, echo, half_close, linger, next_event, write_within,
-};
+use super::alarm::Alarm;
+use super::pool;
+use super::{CloseReason, EchoConfig, Event, Session, echo, half_close, linger, next_event, write_within};
 
 /// How many reads a session makes before it lets others on its thread run.
 const YIELD_EVERY: u32 = 64;

@@ -10,9 +10,15 @@ use std::time::{Duration, Instant};
 use futures_lite::future::{self, Fuse, FutureExt};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::alarm::Alarm;
-use crate::framing::{self, Stop};
-use crate::pool;
+mod alarm;
+mod framing;
+mod pool;
+mod raw;
+
+pub use raw::{Mode, echo_raw};
+
+use alarm::Alarm;
+use framing::Stop;
 
 /// The longest a closing session waits for its peer to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
