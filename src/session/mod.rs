@@ -1,33 +1,42 @@
-//! One echo session: the line protocol over any byte stream.
+//! One echo session over any byte stream: the line protocol ([`echo`]) or RFC 862
+//! ([`echo_raw`]), on one engine.
+//!
+//! The two protocols differ only in how much of what was read is echoed at once and when the
+//! session must end: [`line`] finds complete lines with the framing scanner, [`raw`] echoes
+//! every byte. The rest is shared by the engine: the wait for input, the idle, write and grace
+//! [`Deadlines`](deadlines::Deadlines), the drain after shutdown, the half-close and the linger.
+//!
+//! The engine does not read through a `BufReader` with `read_until`, the usual shape of a line
+//! server (and the simplest one, fine for a handful of clients):
+//!
+//! - a `BufReader` owns its buffer for the whole session, while here a waiting session holds
+//!   none ([`pool`] lends one for the read that wakes it);
+//! - `read_until` hands over one line at a time, each then written on its own, while here every
+//!   complete line already read goes back with one write;
+//! - `read_until` searches from the start of what it holds on every call, while the scanner
+//!   resumes where the last search stopped, so a line dripped byte by byte costs linear time;
+//! - `read_until(b'\n')` ends a line at any LF, while here a bare LF is data and only CR LF
+//!   ends a line.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::time::Duration;
 
-use futures_lite::future::{self, Fuse, FutureExt};
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 mod alarm;
+mod deadlines;
+mod engine;
 mod framing;
+mod line;
 mod pool;
 mod raw;
+mod rx;
 
-pub use raw::{Mode, echo_raw};
-
-use alarm::Alarm;
-use framing::Stop;
-
-/// The longest a closing session waits for its peer to stop sending.
-const LINGER: Duration = Duration::from_secs(1);
-
-/// How many reads a session makes before it lets others on its thread run.
-const YIELD_EVERY: u32 = 64;
-
-/// A pause this long in the peer's input ends the linger.
-const QUIET: Duration = Duration::from_millis(100);
+pub use line::echo;
+pub use raw::echo_raw;
 
 /// The limits of one echo session.
 ///
@@ -141,363 +150,44 @@ impl Default for Session {
     }
 }
 
-/// Runs one echo session over `io` until the peer ends it, a limit is hit, or `shutdown`
-/// completes and the lines that had arrived are echoed.
-///
-/// Works on any executor: timers come from `async-io`, and `io` is any futures-io stream (TCP,
-/// Unix socket, TLS, an in-memory pipe). Complete lines already read are echoed with one write;
-/// a waiting session holds one timer and no read buffer.
+/// Which protocol a session speaks.
 ///
 /// # Examples
 ///
 /// ```
 /// use futures_lite::future;
-/// use smol_echo::{CloseReason, EchoConfig, echo};
+/// use smol_echo::{EchoConfig, Mode};
 ///
-/// // A cursor stands in for a socket: what is read comes from the slice, what is written lands
-/// // after it in the same buffer.
-/// let mut io = futures_lite::io::Cursor::new(b"hi\r\n.\r\n".to_vec());
-/// let session = future::block_on(echo(&mut io, &EchoConfig::default(), future::pending()));
-/// assert_eq!(session.reason, CloseReason::Sentinel);
-/// assert_eq!(&io.get_ref()[7..], b"hi\r\n");
+/// let mut io = futures_lite::io::Cursor::new(b"no line end".to_vec());
+/// let session = future::block_on(Mode::Raw.echo(&mut io, &EchoConfig::default(), future::pending()));
+/// assert_eq!(session.bytes, 11);
+/// assert_eq!(Mode::default(), Mode::Line);
 /// ```
-pub fn echo<S, F>(io: S, config: &EchoConfig, shutdown: F) -> impl Future<Output = Session> + use<S, F>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    F: Future<Output = ()>,
-{
-    let mut conn = Conn {
-        io,
-        config: config.clone(),
-        rx: RxBuf::default(),
-        alarm: Alarm::default(),
-        idle_deadline: config.idle_timeout.map(|d| Instant::now() + d),
-        grace_deadline: None,
-        lines: 0,
-        bytes: 0,
-    };
-    // The session state is built here and only borrowed inside: awaiting a future that owned it
-    // would store it twice, and an idle connection is mostly this state.
-    async move {
-        let mut shutdown = pin!(future::fuse(shutdown));
-        let reason = conn.run(shutdown.as_mut()).await;
-        conn.rx.release();
-        Session { lines: conn.lines, bytes: conn.bytes, reason }
-    }
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The line protocol of [`echo`]: CR LF lines, the sentinel `.`, the maximum line length.
+    #[default]
+    Line,
+    /// RFC 862: every byte back as it arrives; see [`echo_raw`].
+    Raw,
 }
 
-/// Bytes read and not yet echoed, in a buffer lent by the pool while there are any.
-///
-/// `buf[start..end]` is owed: it starts at the first byte of a line. `buf[start..scanned]` was
-/// already searched for line ends and holds none.
-#[derive(Default)]
-struct RxBuf {
-    buf: Option<Vec<u8>>,
-    start: usize,
-    scanned: usize,
-    end: usize,
-}
-
-impl RxBuf {
-    fn owed(&self) -> &[u8] {
-        self.buf.as_ref().map_or(&[], |buf| &buf[self.start..self.end])
-    }
-
-    fn scan(&self, max_line: usize) -> framing::Scan {
-        framing::scan(self.owed(), self.scanned - self.start, max_line)
-    }
-
-    /// Marks `len` bytes as echoed and everything as scanned.
-    fn consume(&mut self, len: usize) {
-        self.start += len;
-        self.scanned = self.end;
-        if self.start == self.end {
-            self.release();
-        }
-    }
-
-    /// Gives the buffer back to the pool; whatever it held is dropped.
-    fn release(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            pool::give(buf);
-        }
-        *self = RxBuf::default();
-    }
-
-    /// Reads more bytes after the owed ones. Holds no buffer while it waits with nothing owed.
-    fn poll_fill<R>(&mut self, io: &mut R, cx: &mut Context<'_>, max_line: usize) -> Poll<io::Result<usize>>
+impl Mode {
+    /// Runs one session of this protocol over `io`: [`echo`] or [`echo_raw`], boxed so that
+    /// either fits where a session goes.
+    pub fn echo<'a, S, F>(
+        self,
+        io: S,
+        config: &EchoConfig,
+        shutdown: F,
+    ) -> Pin<Box<dyn Future<Output = Session> + Send + 'a>>
     where
-        R: AsyncRead + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
+        F: Future<Output = ()> + Send + 'a,
     {
-        let buf = self.buf.get_or_insert_with(pool::take);
-        if self.end == buf.len() {
-            if self.start > 0 {
-                buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.scanned -= self.start;
-                self.start = 0;
-            } else {
-                // One partial line fills the buffer and is still within the limit: grow for it.
-                let len = (buf.len() * 2).clamp(buf.len() + 1, max_line.max(buf.len()) + 1);
-                buf.resize(len, 0);
-            }
+        match self {
+            Mode::Line => Box::pin(echo(io, config, shutdown)),
+            Mode::Raw => Box::pin(echo_raw(io, config, shutdown)),
         }
-        let poll = Pin::new(io).poll_read(cx, &mut buf[self.end..]);
-        match poll {
-            Poll::Ready(Ok(n)) => self.end += n,
-            Poll::Pending if self.start == self.end => self.release(),
-            _ => {}
-        }
-        poll
-    }
-}
-
-/// What woke a waiting session: a read's result (`T`), the idle deadline or shutdown.
-pub(crate) enum Event<T> {
-    /// A read completed; what it read says whether that was the end of input.
-    Read(T),
-    /// The idle deadline passed.
-    Idle,
-    /// Shutdown was asked, or the drain that follows it found nothing more to read.
-    Shutdown,
-}
-
-/// Waits for the first of `read`, `idle_deadline` and `shutdown`. Once shutdown has been asked
-/// (`grace_deadline` is set) it does not wait: a read that is not ready at once, or the grace
-/// period being over, is [`Event::Shutdown`].
-pub(crate) async fn next_event<T, F: Future<Output = ()>>(
-    read: impl Future<Output = io::Result<T>>,
-    alarm: &mut Alarm,
-    idle_deadline: Option<Instant>,
-    grace_deadline: Option<Instant>,
-    shutdown: Pin<&mut Fuse<F>>,
-) -> io::Result<Event<T>> {
-    if let Some(grace) = grace_deadline {
-        if Instant::now() >= grace {
-            return Ok(Event::Shutdown);
-        }
-        return Ok(future::poll_once(read).await.transpose()?.map_or(Event::Shutdown, Event::Read));
-    }
-    let read = async { read.await.map(Event::Read) };
-    let idle = async {
-        alarm.until(idle_deadline).await;
-        Ok(Event::Idle)
-    };
-    let stop = async {
-        shutdown.await;
-        Ok(Event::Shutdown)
-    };
-    read.or(idle).or(stop).await
-}
-
-struct Conn<S> {
-    io: S,
-    config: EchoConfig,
-    rx: RxBuf,
-    alarm: Alarm,
-    idle_deadline: Option<Instant>,
-    /// Set once shutdown is asked: the session ends by then whatever it still owes.
-    grace_deadline: Option<Instant>,
-    lines: u64,
-    bytes: u64,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    async fn run<F: Future<Output = ()>>(&mut self, mut shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
-        let mut rounds: u32 = 0;
-        loop {
-            rounds = rounds.wrapping_add(1);
-            // A peer that keeps both directions ready never makes this loop wait; executors have
-            // no budget of their own, so give the other sessions on this thread their turn.
-            if rounds.is_multiple_of(YIELD_EVERY) {
-                future::yield_now().await;
-            }
-            match self.next_event(shutdown.as_mut()).await {
-                Ok(Event::Read(0)) => return self.finish_at_eof(shutdown).await,
-                Ok(Event::Read(_)) => {
-                    // A peer whose bytes never pause keeps the read ready, and a ready read wins
-                    // the race above: look at shutdown here too.
-                    if self.grace_deadline.is_none() && future::poll_once(shutdown.as_mut()).await.is_some() {
-                        self.begin_drain();
-                    }
-                }
-                Ok(Event::Idle) => return self.close(CloseReason::IdleTimeout).await,
-                Ok(Event::Shutdown) if self.grace_deadline.is_some() => {
-                    return self.close(CloseReason::Shutdown).await;
-                }
-                Ok(Event::Shutdown) => {
-                    self.begin_drain();
-                    continue;
-                }
-                Err(err) => return CloseReason::from_error(err),
-            }
-            let scan = self.rx.scan(self.config.max_line);
-            if scan.echo_end > 0 {
-                if let Err(reason) = self.write_owed(scan.echo_end, shutdown.as_mut()).await {
-                    return reason;
-                }
-                self.lines += scan.lines;
-                self.idle_deadline = self.config.idle_timeout.map(|d| Instant::now() + d);
-            }
-            self.rx.consume(scan.echo_end);
-            match scan.stop {
-                Some(Stop::Sentinel) => return self.close(CloseReason::Sentinel).await,
-                Some(Stop::TooLong) => return self.close(CloseReason::LineTooLong).await,
-                None => {}
-            }
-        }
-    }
-
-    /// Shutdown was asked: from now on read only what is already readable.
-    fn begin_drain(&mut self) {
-        self.grace_deadline = Some(Instant::now() + self.config.grace);
-    }
-
-    async fn next_event<F: Future<Output = ()>>(
-        &mut self,
-        shutdown: Pin<&mut Fuse<F>>,
-    ) -> io::Result<Event<usize>> {
-        let Conn { io, rx, alarm, config, idle_deadline, grace_deadline, .. } = self;
-        let max_line = config.max_line;
-        let read = future::poll_fn(|cx| rx.poll_fill(io, cx, max_line));
-        next_event(read, alarm, *idle_deadline, *grace_deadline, shutdown).await
-    }
-
-    /// Writes the first `len` owed bytes.
-    async fn write_owed<F: Future<Output = ()>>(
-        &mut self,
-        len: usize,
-        shutdown: Pin<&mut Fuse<F>>,
-    ) -> Result<(), CloseReason> {
-        let Conn { io, rx, alarm, config, grace_deadline, bytes, .. } = self;
-        write_within(io, &rx.owed()[..len], alarm, config, grace_deadline, shutdown).await?;
-        *bytes += len as u64;
-        Ok(())
-    }
-
-    /// End of input: echo the unterminated tail as it is, then close.
-    async fn finish_at_eof<F: Future<Output = ()>>(&mut self, shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
-        let tail = self.rx.owed().len();
-        if tail > 0 {
-            if let Err(reason) = self.write_owed(tail, shutdown).await {
-                return reason;
-            }
-            self.lines += 1;
-        }
-        self.close(CloseReason::Eof).await
-    }
-
-    /// Half-closes; then, when the peer may still be sending, lingers until it closes too.
-    async fn close(&mut self, reason: CloseReason) -> CloseReason {
-        let Conn { io, alarm, config, grace_deadline, .. } = self;
-        half_close(io, alarm, config, *grace_deadline).await;
-        if matches!(reason, CloseReason::Sentinel | CloseReason::LineTooLong | CloseReason::Shutdown) {
-            linger(io, alarm, config, *grace_deadline).await;
-        }
-        reason
-    }
-}
-
-/// Reads and discards while the peer goes on sending, until it closes, pauses for [`QUIET`], or
-/// [`LINGER`] (never past the grace period) is over. Closing a socket that has unread input makes
-/// the kernel reset the connection and throw away the echo still in its send buffer: a peer that
-/// sent past the end of its session would lose echoes it is owed.
-pub(crate) async fn linger<R: AsyncRead + Unpin>(
-    io: &mut R,
-    alarm: &mut Alarm,
-    config: &EchoConfig,
-    grace_deadline: Option<Instant>,
-) {
-    let linger = config.idle_timeout.map_or(LINGER, |idle| idle.min(LINGER));
-    let end = earliest(Some(Instant::now() + linger), grace_deadline);
-    loop {
-        let now = Instant::now();
-        // A peer whose bytes never pause keeps the read ready: the deadline is checked here.
-        if end.is_some_and(|end| now >= end) {
-            return;
-        }
-        let quiet = earliest(Some(now + QUIET), end);
-        // Read into a buffer borrowed only for the read: thousands of sessions lingering at a
-        // shutdown must not hold one each.
-        let more = async {
-            match future::poll_fn(|cx| pool::poll_read(io, cx)).await {
-                Ok((discarded, len)) => {
-                    pool::give(discarded);
-                    len > 0
-                }
-                Err(_) => false,
-            }
-        };
-        let paused = async {
-            alarm.until(quiet).await;
-            false
-        };
-        if !more.or(paused).await {
-            return;
-        }
-    }
-}
-
-/// Writes all of `data`. A peer that reads slower than it sends gets the idle timeout to take it
-/// all; a shutdown, asked before or during the write, shortens that to the grace period.
-pub(crate) async fn write_within<W, F>(
-    io: &mut W,
-    data: &[u8],
-    alarm: &mut Alarm,
-    config: &EchoConfig,
-    grace_deadline: &mut Option<Instant>,
-    mut shutdown: Pin<&mut Fuse<F>>,
-) -> Result<(), CloseReason>
-where
-    W: AsyncWrite + Unpin,
-    F: Future<Output = ()>,
-{
-    let mut write = io.write_all(data);
-    // Most writes finish at once; only a blocked one needs a deadline.
-    let finished = future::poll_once(&mut write).await.transpose().map_err(CloseReason::from_error)?;
-    if finished.is_some() {
-        return Ok(());
-    }
-    let write_deadline = config.idle_timeout.map(|d| Instant::now() + d);
-    loop {
-        let grace = *grace_deadline;
-        let deadline = earliest(write_deadline, grace);
-        let alarm = &mut *alarm;
-        let timeout = async move {
-            alarm.until(deadline).await;
-            Err(if deadline == grace { CloseReason::Shutdown } else { CloseReason::WriteTimeout })
-        };
-        let written = async { (&mut write).await.map(|()| true).map_err(CloseReason::from_error) };
-        let stop = async {
-            shutdown.as_mut().await;
-            Ok(false)
-        };
-        if written.or(timeout).or(stop).await? {
-            return Ok(());
-        }
-        // Shutdown asked mid-write: the write goes on, within the grace period.
-        *grace_deadline = Some(Instant::now() + config.grace);
-    }
-}
-
-/// Flushes and half-closes, within the same deadline as a write.
-pub(crate) async fn half_close<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    alarm: &mut Alarm,
-    config: &EchoConfig,
-    grace_deadline: Option<Instant>,
-) {
-    let deadline = earliest(config.idle_timeout.map(|d| Instant::now() + d), grace_deadline);
-    let closed = async {
-        // A peer that already left makes the close fail; the reason for ending stands.
-        io.close().await.ok();
-    };
-    closed.or(alarm.until(deadline)).await;
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
