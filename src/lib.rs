@@ -8,20 +8,25 @@
 //!
 //! # Layout
 //!
-//! - [`echo`]: one session over any futures-io stream, with its [`EchoConfig`], returning a
-//!   [`Session`] with its [`CloseReason`].
-//! - [`echo_raw`]: the RFC 862 echo, every byte back as it arrives; [`Mode`] picks it or the
-//!   line protocol for a session.
-//! - [`Server`]: serves on [`Listener`]s (TCP, Unix stream, UDP) from [`bind`] or passed in by
-//!   systemd ([`activated`]), runs a session per connection on the caller's executor, echoes
-//!   datagrams, and stops gracefully when told to.
-//! - [`converse`]: the client: sends input lines and writes their echoes at the same time, over a
-//!   [`Stream`] (TCP or Unix socket) from [`connect`], until the server closes; returns how it
-//!   ended, an [`Ending`]. [`converse_raw`] does the same for RFC 862, bytes unchanged.
-//! - [`UdpClient`]: one datagram at a time, each waiting for its echo, with ping-like
-//!   [`UdpStats`].
-//! - [`bench()`]: the load generator: connections with lines in flight, every echo checked, as
-//!   [`BenchConfig`] says; returns a [`BenchReport`] of lines/s, MiB/s and [`Latency`].
+//! One module per role; the protocol itself, and each role's entry point with its config, are
+//! also at the root, so that the common cases need one `use`.
+//!
+//! - The session, at the root: [`echo`] runs the line protocol over any futures-io stream, with
+//!   its [`EchoConfig`], and returns a [`Session`] with its [`CloseReason`]; [`echo_raw`] is the
+//!   RFC 862 echo, every byte back as it arrives; [`Mode`] picks one of them for a session. Both
+//!   run on one engine and differ only in how much of what was read they echo at once.
+//! - [`server`]: the [`Server`] serves on [`Listener`](server::Listener)s (TCP, Unix stream,
+//!   UDP) from [`bind`] or passed in by systemd ([`activated`](server::activated)), runs a
+//!   session per connection on the caller's executor, echoes datagrams, and stops gracefully
+//!   when told to, with a [`Summary`](server::Summary).
+//! - [`client`]: [`converse`] sends input lines and writes their echoes at the same time, over
+//!   a [`Stream`](client::Stream) (TCP or Unix socket) from [`connect`], until the server
+//!   closes; [`converse_raw`](client::converse_raw) does the same for RFC 862, bytes unchanged.
+//!   [`UdpClient`](client::UdpClient) sends one datagram at a time, each waiting for its echo.
+//! - [`bench`](mod@bench): [`bench()`] is the load generator: connections with lines in
+//!   flight, every echo checked, as [`BenchConfig`] says; it returns a
+//!   [`BenchReport`](bench::BenchReport) of lines/s, MiB/s and latency.
+//!   [`bench_udp`](bench::bench_udp) does the same with datagrams.
 //!
 //! # Examples
 //!
@@ -57,16 +62,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
-mod bench;
-mod client;
-mod server;
+pub mod bench;
+pub mod client;
+pub mod server;
 mod session;
 
-pub use bench::udp::bench_udp;
-pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
-pub use client::udp::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
-pub use client::{Ending, Stream, connect, converse, converse_raw};
-pub use server::activation::activated;
-pub use server::listener::{ListenAddr, Listener, bind};
-pub use server::{ConnectionTask, Server, ServerConfig, Summary};
+pub use bench::{BenchConfig, bench};
+pub use client::{connect, converse};
+pub use server::{Server, ServerConfig, bind};
 pub use session::{CloseReason, EchoConfig, Mode, Session, echo, echo_raw};

@@ -26,7 +26,9 @@ use hdrhistogram::Histogram;
 use crate::client::{first_to_connect, within};
 use crate::session::Mode;
 
-pub(crate) mod udp;
+mod udp;
+
+pub use udp::bench_udp;
 
 /// How long a bench sends lines.
 ///
@@ -34,7 +36,7 @@ pub(crate) mod udp;
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::BenchLimit;
+/// use smol_echo::bench::BenchLimit;
 ///
 /// let limit = BenchLimit::Duration(Duration::from_secs(10));
 /// assert_ne!(limit, BenchLimit::Lines(1000));
@@ -52,13 +54,14 @@ pub enum BenchLimit {
 /// are, and for how long or how many lines.
 ///
 /// In [`Mode::Raw`] a "line" is a message of `size` arbitrary bytes (CR, LF, NUL, 0xff and `.`
-/// among them, no framing); a UDP bench ([`bench_udp`](fn@crate::bench_udp)) sends datagrams of
+/// among them, no framing); a UDP bench ([`bench_udp`]) sends datagrams of
 /// `size` such bytes and ignores `mode`.
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit, Mode};
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
+/// use smol_echo::Mode;
 ///
 /// let config = BenchConfig { depth: 32, limit: BenchLimit::Lines(10_000), ..BenchConfig::default() };
 /// assert_eq!((config.connections, config.size, config.mode), (50, 64, Mode::Line));
@@ -123,7 +126,7 @@ impl Default for BenchConfig {
 /// # Examples
 ///
 /// ```
-/// let latency = smol_echo::Latency::default();
+/// let latency = smol_echo::bench::Latency::default();
 /// assert_eq!(latency.max, 0.0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -149,7 +152,7 @@ pub struct Latency {
 /// # Examples
 ///
 /// ```
-/// let report = smol_echo::BenchReport { lines: 1000, duration_s: 0.5, ..Default::default() };
+/// let report = smol_echo::bench::BenchReport { lines: 1000, duration_s: 0.5, ..Default::default() };
 /// assert!(report.to_json().contains(r#""lines":1000,"#));
 /// assert!(report.to_string().contains("1000"));
 /// ```
@@ -193,7 +196,7 @@ impl BenchReport {
     /// # Examples
     ///
     /// ```
-    /// let json = smol_echo::BenchReport::default().to_json();
+    /// let json = smol_echo::bench::BenchReport::default().to_json();
     /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","errors":0}"#));
     /// ```
     pub fn to_json(&self) -> String {
@@ -281,7 +284,7 @@ impl fmt::Display for BenchReport {
 /// # Examples
 ///
 /// ```
-/// let d = smol_echo::Datagrams { sent: 200, received: 150, lost: 50 };
+/// let d = smol_echo::bench::Datagrams { sent: 200, received: 150, lost: 50 };
 /// assert_eq!(d.loss_percent(), 25.0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -306,7 +309,7 @@ impl Datagrams {
 /// # Examples
 ///
 /// ```
-/// let progress = smol_echo::Progress::default();
+/// let progress = smol_echo::bench::Progress::default();
 /// assert_eq!((progress.lines, progress.errors), (0, 0));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -340,7 +343,8 @@ const BUDGET: usize = 32;
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit, Server, ServerConfig};
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
+/// use smol_echo::{Server, ServerConfig};
 ///
 /// smol::block_on(async {
 ///     let server = Server::new(smol_echo::bind(&["127.0.0.1:0"]).await?, ServerConfig::default());
@@ -425,7 +429,7 @@ where
     let mut first = Some(first);
     for (id, &quota) in quotas.iter().enumerate() {
         let stream = first.take();
-        let conn = connection(id, target.clone(), stream, quota, config.clone(), shared, running.clone());
+        let conn = run_connection(id, target.clone(), stream, quota, config.clone(), shared, running.clone());
         ex.spawn(conn).detach();
     }
     drop(running);
@@ -514,7 +518,7 @@ pub(crate) fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
 
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.
 /// Failures are counted in `shared`; `_running` is dropped at the end.
-async fn connection<A: Target>(
+async fn run_connection<A: Target>(
     id: usize,
     target: A,
     stream: Option<Async<A::Stream>>,
@@ -531,7 +535,7 @@ async fn connection<A: Target>(
     };
     let result = match stream {
         Ok(stream) => {
-            let mut conn = Conn {
+            let mut conn = Connection {
                 stream,
                 ledger: Ledger::new(id, config.size, config.depth, config.mode),
                 depth: config.depth as u64,
@@ -621,7 +625,7 @@ impl Shared {
 }
 
 /// One connection at work: its socket and its ledger of lines in flight.
-struct Conn<'a, S> {
+struct Connection<'a, S> {
     stream: Async<S>,
     ledger: Ledger,
     depth: u64,
@@ -631,7 +635,7 @@ struct Conn<'a, S> {
     readable: bool,
 }
 
-impl<S> Conn<'_, S>
+impl<S> Connection<'_, S>
 where
     for<'b> &'b S: Read + Write,
 {

@@ -35,7 +35,7 @@ const BUDGET: usize = 32;
 ///
 /// A datagram whose reply has not come within `config.timeout` is lost, and another is sent in
 /// its place; a reply that comes later is ignored, and so is a second reply to the same
-/// datagram. With [`BenchLimit::Lines`](crate::BenchLimit::Lines) the count is of datagrams
+/// datagram. With [`BenchLimit::Lines`](super::BenchLimit::Lines) the count is of datagrams
 /// sent. The run ends when every flow is done, or when no reply at all has come for twice the
 /// timeout (then what is still in flight is lost), and at the latest `config.timeout` after the
 /// duration. The report's [`Datagrams`] count what was sent, received and lost, and its latency
@@ -47,7 +47,7 @@ const BUDGET: usize = 32;
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit};
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
 ///
 /// smol::block_on(async {
 ///     // A UDP echo server of one datagram at a time.
@@ -62,7 +62,7 @@ const BUDGET: usize = 32;
 ///     .detach();
 ///
 ///     let config = BenchConfig { connections: 2, limit: BenchLimit::Lines(100), ..Default::default() };
-///     let report = smol_echo::bench_udp(&addr, &config, |_| {}).await?;
+///     let report = smol_echo::bench::bench_udp(&addr, &config, |_| {}).await?;
 ///     let datagrams = report.datagrams.unwrap();
 ///     assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (100, 100, 0));
 ///     assert_eq!((report.lines, report.errors), (100, 0));

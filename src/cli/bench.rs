@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
+use smol_echo::bench::{BenchLimit, Progress};
+use smol_echo::{BenchConfig, Mode};
 
 use super::{
     DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr,
@@ -116,7 +117,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.unit());
     let config = args.config();
     let result = if args.udp {
-        async_io::block_on(smol_echo::bench_udp(addr, &config, |p| progress.show(p)))
+        async_io::block_on(smol_echo::bench::bench_udp(addr, &config, |p| progress.show(p)))
     } else {
         async_io::block_on(smol_echo::bench(addr, &config, |p| progress.show(p)))
     };

@@ -14,7 +14,8 @@ use futures_lite::io::{
 };
 use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
-use smol_echo::{Ending, MAX_DATAGRAM, Mode, UdpClient, UdpReply};
+use smol_echo::Mode;
+use smol_echo::client::{Ending, MAX_DATAGRAM, UdpClient, UdpReply};
 
 use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, udp_addr};
 
@@ -154,7 +155,7 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
         let terminal = io::stdout().is_terminal();
         let ended = match args.mode.unwrap_or_default() {
             Mode::Line => smol_echo::converse(stream, stdin, &mut stdout, terminal).await,
-            Mode::Raw => smol_echo::converse_raw(stream, stdin, &mut stdout, terminal).await,
+            Mode::Raw => smol_echo::client::converse_raw(stream, stdin, &mut stdout, terminal).await,
         };
         // The conversation flushed if it ended well; after a failure, print what can be printed.
         stdout.flush().await.ok();

@@ -9,7 +9,8 @@ use async_executor::Executor;
 use async_signal::{Signal, Signals};
 use futures_lite::{StreamExt, future};
 use log::LevelFilter;
-use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
+use smol_echo::server::{ListenAddr, Summary};
+use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
     DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode,
@@ -139,7 +140,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 /// Serves until a signal; returns the summary and whether UDP was served.
 fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     // First, while this is the only thread: it clears the environment variables it reads.
-    let activated = smol_echo::activated()?.filter(|listeners| !listeners.is_empty());
+    let activated = smol_echo::server::activated()?.filter(|listeners| !listeners.is_empty());
     raise_open_file_limit();
     // Signals are caught before the listening lines go out, so that whoever waits for those
     // lines can signal at once.

@@ -18,6 +18,8 @@ use futures_lite::io::{
 
 pub(crate) mod udp;
 
+pub use udp::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
+
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;
 
@@ -26,7 +28,7 @@ const CHUNK: usize = 64 * 1024;
 /// # Examples
 ///
 /// ```
-/// use smol_echo::Ending;
+/// use smol_echo::client::Ending;
 ///
 /// // Only a reset is a failure; every other ending is a close by the server.
 /// let failed = |ending| ending == Ending::Reset;
@@ -58,7 +60,7 @@ pub enum Ending {
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
-/// use smol_echo::Stream;
+/// use smol_echo::client::Stream;
 ///
 /// smol::block_on(async {
 ///     let path = std::env::temp_dir().join(format!("smol-echo-doc-stream-{}.sock", std::process::id()));
@@ -144,7 +146,7 @@ impl AsyncWrite for Stream {
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::Stream;
+/// use smol_echo::client::Stream;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -220,7 +222,8 @@ where
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::future;
-/// use smol_echo::{EchoConfig, Ending};
+/// use smol_echo::EchoConfig;
+/// use smol_echo::client::Ending;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -269,7 +272,8 @@ where
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::future;
-/// use smol_echo::{EchoConfig, Ending};
+/// use smol_echo::EchoConfig;
+/// use smol_echo::client::Ending;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -283,7 +287,7 @@ where
 ///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
 ///     let mut printed = Vec::new();
 ///     let input = &b"no\nline\r\nends\0\xff.\r\n"[..];
-///     let ending = smol_echo::converse_raw(stream, input, &mut printed, false).await?;
+///     let ending = smol_echo::client::converse_raw(stream, input, &mut printed, false).await?;
 ///     assert_eq!(ending, Ending::InputEnded);
 ///     assert_eq!(printed, input);
 ///     server.await

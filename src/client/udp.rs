@@ -24,7 +24,7 @@ pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::UdpReply;
+/// use smol_echo::client::UdpReply;
 ///
 /// let reply = UdpReply::Echoed(Duration::from_micros(80));
 /// assert!(matches!(reply, UdpReply::Echoed(rtt) if rtt < Duration::from_millis(1)));
@@ -47,7 +47,7 @@ pub enum UdpReply {
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::UdpStats;
+/// use smol_echo::client::UdpStats;
 ///
 /// let stats = UdpStats {
 ///     sent: 4,
@@ -141,7 +141,7 @@ impl fmt::Display for UdpStats {
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::{UdpClient, UdpReply};
+/// use smol_echo::client::{UdpClient, UdpReply};
 ///
 /// smol::block_on(async {
 ///     let server = async_net::UdpSocket::bind("127.0.0.1:0").await?;

@@ -24,7 +24,7 @@ use super::listener::{Kind, Listener};
 ///
 /// ```
 /// // Not started by systemd: nothing was passed.
-/// assert!(smol_echo::activated().unwrap().is_none());
+/// assert!(smol_echo::server::activated().unwrap().is_none());
 /// ```
 pub fn activated() -> io::Result<Option<Vec<Listener>>> {
     let for_us = std::env::var("LISTEN_PID").is_ok_and(|pid| pid.parse() == Ok(std::process::id()));

@@ -15,13 +15,13 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket
 
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
 ///
-/// Made by [`bind`](crate::bind), by [socket activation](crate::activated), or from an
+/// Made by [`bind`], by [socket activation](super::activated), or from an
 /// `async-net` socket bound some other way.
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{ListenAddr, Listener};
+/// use smol_echo::server::{ListenAddr, Listener};
 ///
 /// smol::block_on(async {
 ///     let socket = async_net::UdpSocket::bind("127.0.0.1:0").await?;
@@ -75,13 +75,13 @@ impl From<async_net::UdpSocket> for Listener {
     }
 }
 
-/// Where a [`Listener`] is bound, written the way [`bind`](crate::bind) takes it:
+/// Where a [`Listener`] is bound, written the way [`bind`] takes it:
 /// `127.0.0.1:8007`, `udp:127.0.0.1:8007`, `unix:/run/echo.sock`.
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::ListenAddr;
+/// use smol_echo::server::ListenAddr;
 ///
 /// let addr = ListenAddr::Udp("127.0.0.1:7".parse().unwrap());
 /// assert_eq!(addr.to_string(), "udp:127.0.0.1:7");

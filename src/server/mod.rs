@@ -13,20 +13,23 @@ use async_lock::Semaphore;
 use futures_lite::future::{self, FutureExt};
 
 mod accept;
-pub(crate) mod activation;
+mod activation;
 mod conn;
 mod failures;
-pub(crate) mod listener;
+mod listener;
 mod stop;
 mod udp;
+
+pub use activation::activated;
+pub use listener::{ListenAddr, Listener, bind};
 
 use crate::session::{EchoConfig, Mode};
 use accept::{Accepted, Acceptor, StreamListener};
 use conn::SocketConn;
 use failures::Failures;
-use listener::{Kind, ListenAddr, Listener};
+use listener::Kind;
 use stop::{Stop, Stopped};
-use udp::Datagrams;
+use udp::DatagramCounts;
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
@@ -65,7 +68,7 @@ impl Default for ServerConfig {
 /// # Examples
 ///
 /// ```
-/// let summary = smol_echo::Summary::default();
+/// let summary = smol_echo::server::Summary::default();
 /// assert_eq!(summary.connections, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -233,7 +236,7 @@ impl Server {
 
 /// One UDP socket's task: its counts go into the totals when it ends, then `hold` is let go.
 fn datagram_task<H: Send + 'static>(
-    datagrams: impl Future<Output = Datagrams> + Send + 'static,
+    datagrams: impl Future<Output = DatagramCounts> + Send + 'static,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
