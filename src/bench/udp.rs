@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
-use super::{
-    BenchConfig, BenchReport, Datagrams, Progress, SEQ_BYTES, Shared, quotas, stamp, supervise, template,
-};
+use super::payload::{SEQ_BYTES, stamp, template};
+use super::run::{Shared, quotas, supervise};
+use super::{BenchConfig, BenchReport, Datagrams, Progress};
 use crate::client::udp::{connected_socket, first_address};
 use crate::session::Mode;
 

@@ -1,0 +1,181 @@
+//! What the stream and UDP benches share while they run: the counts, the supervision that
+//! ends a run, the quotas of lines.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use futures_lite::FutureExt;
+use hdrhistogram::Histogram;
+
+use super::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress};
+use crate::session::Mode;
+
+/// How often the progress callback is called.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Size of the read buffer shared by all connections.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Waits until every task has dropped its sender of `finished`, calling `progress` once a
+/// second and setting `shared.stop` at the end of the duration. Gives up when no echo at all
+/// has come for `quiet_limit`, or for `config.timeout` after the end of the duration, and then
+/// tells how many tasks were still running.
+pub(crate) async fn supervise(
+    shared: &Shared,
+    config: &BenchConfig,
+    start: Instant,
+    quiet_limit: Duration,
+    finished: &async_channel::Receiver<()>,
+    progress: &mut impl FnMut(&Progress),
+) -> usize {
+    let end = match config.limit {
+        BenchLimit::Duration(duration) => Some(start + duration),
+        BenchLimit::Lines(_) => None,
+    };
+    let mut next_tick = start + PROGRESS_EVERY;
+    let mut bytes_seen = 0;
+    let mut quiet_since = start;
+    let mut stopped_at = None;
+    // Wait for echoes while they keep coming, and after the end no longer than the timeout.
+    let give_up = |quiet_since: Instant, stopped_at: Option<Instant>| {
+        let quiet = quiet_since + quiet_limit;
+        stopped_at.map_or(quiet, |at| quiet.min(at + config.timeout))
+    };
+    loop {
+        let stop_at = end.filter(|_| stopped_at.is_none());
+        let give_up_at = give_up(quiet_since, stopped_at);
+        let wake = [next_tick, give_up_at].into_iter().chain(stop_at).min().unwrap_or(give_up_at);
+        let all_done = async {
+            finished.recv().await.ok();
+            true
+        }
+        .or(async {
+            Timer::at(wake).await;
+            false
+        })
+        .await;
+        if all_done {
+            return 0;
+        }
+        let now = Instant::now();
+        if stop_at.is_some_and(|at| now >= at) {
+            // The connections notice at their next echo; each has one in flight.
+            shared.stop.set(true);
+            stopped_at = Some(now);
+        }
+        if now >= next_tick {
+            next_tick += PROGRESS_EVERY;
+            let elapsed = now - start;
+            progress(&Progress { elapsed, lines: shared.lines.get(), errors: shared.errors.get() });
+        }
+        if shared.bytes.get() != bytes_seen {
+            bytes_seen = shared.bytes.get();
+            quiet_since = now;
+        }
+        if now >= give_up(quiet_since, stopped_at) {
+            return finished.sender_count();
+        }
+    }
+}
+
+/// Lines each connection sends: `None` for no limit. With a line count, the total is spread
+/// evenly and no connection is opened to send nothing.
+pub(crate) fn quotas(config: &BenchConfig) -> Vec<Option<u64>> {
+    match config.limit {
+        BenchLimit::Duration(_) => vec![None; config.connections],
+        BenchLimit::Lines(total) => {
+            let n = (config.connections as u64).min(total);
+            (0..n).map(|i| Some(total / n + u64::from(i < total % n))).collect()
+        }
+    }
+}
+
+/// State shared by the connections (or UDP flows) of one bench, all on one thread.
+pub(crate) struct Shared {
+    /// Set when the duration is over: send no more lines.
+    pub(crate) stop: Cell<bool>,
+    /// Lines (messages, datagrams) echoed intact.
+    pub(crate) lines: Cell<u64>,
+    /// Bytes echoed intact.
+    pub(crate) bytes: Cell<u64>,
+    pub(crate) errors: Cell<u64>,
+    first_error: RefCell<Option<String>>,
+    /// Round trips in nanoseconds.
+    pub(crate) latency: RefCell<Histogram<u64>>,
+    /// Where echoes are read, one connection at a time; large enough for any UDP datagram.
+    pub(crate) rx: RefCell<Box<[u8]>>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Shared {
+        // One nanosecond to one hour, three significant digits: fixed size, never resized.
+        let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
+        Shared {
+            stop: Cell::new(false),
+            lines: Cell::new(0),
+            bytes: Cell::new(0),
+            errors: Cell::new(0),
+            first_error: RefCell::new(None),
+            latency: RefCell::new(latency),
+            rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
+        }
+    }
+
+    /// Counts `count` errors; the first error's message is kept.
+    pub(crate) fn fail(&self, count: u64, message: String) {
+        self.errors.set(self.errors.get() + count);
+        self.first_error.borrow_mut().get_or_insert(message);
+    }
+
+    /// The report of a bench of `connections` that started at `start` and ends now.
+    pub(crate) fn report(
+        &self,
+        config: &BenchConfig,
+        connections: usize,
+        start: Instant,
+        datagrams: Option<Datagrams>,
+    ) -> BenchReport {
+        let duration_s = start.elapsed().as_secs_f64();
+        let lines = self.lines.get();
+        let latency = self.latency.borrow();
+        let us = |quantile| latency.value_at_quantile(quantile) as f64 / 1000.0;
+        BenchReport {
+            connections,
+            depth: config.depth,
+            size: config.size,
+            duration_s,
+            lines,
+            lines_per_s: lines as f64 / duration_s,
+            mib_per_s: self.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
+            latency_us: Latency {
+                p50: us(0.5),
+                p90: us(0.9),
+                p99: us(0.99),
+                p999: us(0.999),
+                max: latency.max() as f64 / 1000.0,
+            },
+            mode: if datagrams.is_some() { Mode::Raw } else { config.mode },
+            datagrams,
+            errors: self.errors.get(),
+            first_error: self.first_error.borrow().clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_add_up_and_open_no_idle_connection() {
+        let config = |connections, lines| BenchConfig {
+            connections,
+            limit: BenchLimit::Lines(lines),
+            ..Default::default()
+        };
+        assert_eq!(quotas(&config(3, 10)), [Some(4), Some(3), Some(3)]);
+        assert_eq!(quotas(&config(50, 2)), [Some(1), Some(1)]);
+        assert_eq!(quotas(&BenchConfig { connections: 2, ..Default::default() }), [None, None]);
+    }
+}
