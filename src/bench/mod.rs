@@ -17,7 +17,7 @@ mod run;
 mod stream;
 mod udp;
 
-pub use report::{BenchReport, Datagrams, Latency, Progress};
+pub use report::{BenchReport, Datagrams, Latency, Progress, Transport};
 pub use stream::bench;
 pub use udp::bench_udp;
 

@@ -5,6 +5,56 @@ use std::time::Duration;
 
 use crate::session::Mode;
 
+/// What a bench sent, and over what.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::Mode;
+/// use smol_echo::bench::Transport;
+///
+/// assert_eq!(Transport::stream(Mode::Raw), Transport::RawStream);
+/// assert_eq!(Transport::Udp.units(), "datagrams");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// CR LF lines over a TCP or Unix stream, to a line server.
+    #[default]
+    Lines,
+    /// Raw messages over a TCP or Unix stream, to an RFC 862 server ([`Mode::Raw`]).
+    RawStream,
+    /// Datagrams of raw bytes over UDP.
+    Udp,
+}
+
+impl Transport {
+    /// What a stream bench in `mode` sends.
+    pub fn stream(mode: Mode) -> Transport {
+        match mode {
+            Mode::Line => Transport::Lines,
+            Mode::Raw => Transport::RawStream,
+        }
+    }
+
+    /// Its name in a report's JSON: `line`, `raw` or `udp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Lines => "line",
+            Transport::RawStream => "raw",
+            Transport::Udp => "udp",
+        }
+    }
+
+    /// What its units are called when counted: `lines`, `messages` or `datagrams`.
+    pub fn units(self) -> &'static str {
+        match self {
+            Transport::Lines => "lines",
+            Transport::RawStream => "messages",
+            Transport::Udp => "datagrams",
+        }
+    }
+}
+
 /// Round-trip latency percentiles of the lines echoed, in microseconds.
 ///
 /// # Examples
@@ -30,8 +80,9 @@ pub struct Latency {
 /// The outcome of a bench.
 ///
 /// `Display` renders it as a table; [`BenchReport::to_json`] as one JSON object. Whatever was
-/// sent, the counts keep the names of the line protocol: in [`Mode::Raw`] `lines` counts raw
-/// messages, and in a UDP bench datagrams that came back intact (see [`Datagrams`]).
+/// sent, the counts keep the names of the line protocol: over [`Transport::RawStream`] `lines`
+/// counts raw messages, and over [`Transport::Udp`] datagrams that came back intact (see
+/// [`Datagrams`]).
 ///
 /// # Examples
 ///
@@ -58,8 +109,8 @@ pub struct BenchReport {
     pub mib_per_s: f64,
     /// Round-trip latency of a line, from its send to the arrival of its echo.
     pub latency_us: Latency,
-    /// What was sent over the stream: lines or raw messages. [`Mode::Raw`] for a UDP bench.
-    pub mode: Mode,
+    /// What was sent, and over what.
+    pub transport: Transport,
     /// The datagram counts of a UDP bench; `None` for a stream bench, where nothing is lost
     /// without the connection failing.
     pub datagrams: Option<Datagrams>,
@@ -113,29 +164,21 @@ impl BenchReport {
             l.p99,
             l.p999,
             l.max,
-            self.kind(),
+            self.transport.name(),
             datagrams,
             self.errors
         )
-    }
-
-    /// `line`, `raw` or `udp`: what was sent, and how.
-    fn kind(&self) -> &'static str {
-        match (self.datagrams, self.mode) {
-            (Some(_), _) => "udp",
-            (None, Mode::Line) => "line",
-            (None, Mode::Raw) => "raw",
-        }
     }
 }
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency_us;
-        let (who, what, unit) = match (self.datagrams, self.mode) {
-            (Some(_), _) => ("flows", "datagrams", "datagrams"),
-            (None, Mode::Raw) => ("connections", "raw messages", "messages"),
-            (None, Mode::Line) => ("connections", "lines", "lines"),
+        let unit = self.transport.units();
+        let (who, what) = match self.transport {
+            Transport::Udp => ("flows", "datagrams"),
+            Transport::RawStream => ("connections", "raw messages"),
+            Transport::Lines => ("connections", "lines"),
         };
         writeln!(
             f,

@@ -8,8 +8,7 @@ use async_io::Timer;
 use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
-use super::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress};
-use crate::session::Mode;
+use super::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, Transport};
 
 /// How often the progress callback is called.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -133,6 +132,7 @@ impl Shared {
         &self,
         config: &BenchConfig,
         connections: usize,
+        transport: Transport,
         start: Instant,
         datagrams: Option<Datagrams>,
     ) -> BenchReport {
@@ -155,7 +155,7 @@ impl Shared {
                 p999: us(0.999),
                 max: latency.max() as f64 / 1000.0,
             },
-            mode: if datagrams.is_some() { Mode::Raw } else { config.mode },
+            transport,
             datagrams,
             errors: self.errors.get(),
             first_error: self.first_error.borrow().clone(),

@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 
 use super::payload::{stamp, template, unit};
 use super::run::{Shared, quotas, supervise};
-use super::{BenchConfig, BenchReport, Progress};
+use super::{BenchConfig, BenchReport, Progress, Transport};
 use crate::client::{first_to_connect, within};
 use crate::session::Mode;
 
@@ -137,7 +137,7 @@ where
         let timeout = config.timeout;
         shared.fail(stuck as u64, format!("{stuck} connection(s) got no echo within {timeout:?}"));
     }
-    shared.report(config, quotas.len(), start, None)
+    shared.report(config, quotas.len(), Transport::stream(config.mode), start, None)
 }
 
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.

@@ -21,7 +21,7 @@ use async_io::{Async, Timer};
 
 use super::payload::{SEQ_BYTES, stamp, template};
 use super::run::{Shared, quotas, supervise};
-use super::{BenchConfig, BenchReport, Datagrams, Progress};
+use super::{BenchConfig, BenchReport, Datagrams, Progress, Transport};
 use crate::client::udp::{connected_socket, first_address};
 use crate::session::Mode;
 
@@ -132,7 +132,7 @@ async fn drive<'a>(
     }
     let (sent, received) = (counts.sent.get(), shared.lines.get());
     let datagrams = Datagrams { sent, received, lost: sent - received };
-    shared.report(config, quotas.len(), start, Some(datagrams))
+    shared.report(config, quotas.len(), Transport::Udp, start, Some(datagrams))
 }
 
 /// One flow's task: send its datagrams and check their replies. Failures are counted in

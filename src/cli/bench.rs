@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use smol_echo::bench::{BenchLimit, Progress};
+use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode};
 
 use super::{
@@ -100,13 +100,9 @@ impl BenchArgs {
         }
     }
 
-    /// What the progress line counts.
-    fn unit(&self) -> &'static str {
-        match (self.udp, self.mode) {
-            (true, _) => "datagrams",
-            (false, Some(Mode::Raw)) => "messages",
-            (false, _) => "lines",
-        }
+    /// What the bench sends, and over what.
+    fn transport(&self) -> Transport {
+        if self.udp { Transport::Udp } else { Transport::stream(self.mode.unwrap_or_default()) }
     }
 }
 
@@ -114,7 +110,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     // Each connection is a descriptor: thousands of them need more than the usual soft limit.
     raise_open_file_limit();
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
-    let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.unit());
+    let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
     let result = if args.udp {
         async_io::block_on(smol_echo::bench::bench_udp(addr, &config, |p| progress.show(p)))
