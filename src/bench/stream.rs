@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use super::payload::{stamp, template, unit};
 use super::run::{Shared, quotas, supervise};
 use super::{BenchConfig, BenchReport, Progress, Transport};
-use crate::client::{first_to_connect, within};
+use crate::client::{Address, first_to_connect, within};
 use crate::session::Mode;
 
 /// Rounds of reading and writing one connection may do before it lets the others run.
@@ -69,15 +69,17 @@ pub async fn bench(
     let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}"));
     let shared = Shared::new();
     let ex = LocalExecutor::new();
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let target = PathBuf::from(path);
-        let first = target.open(config.timeout).await.map_err(cannot)?;
-        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
-    } else {
-        let addrs = async_net::resolve(addr).await.map_err(cannot)?;
-        let open = |target: SocketAddr| async move { target.open(config.timeout).await };
-        let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
-        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+    match addr.parse().map_err(cannot)? {
+        Address::Unix(target) => {
+            let first = target.open(config.timeout).await.map_err(cannot)?;
+            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+        }
+        Address::Inet(host_port) => {
+            let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
+            let open = |target: SocketAddr| async move { target.open(config.timeout).await };
+            let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
+            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+        }
     }
 }
 

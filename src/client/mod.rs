@@ -18,6 +18,7 @@ use futures_lite::io::{
 
 pub(crate) mod udp;
 
+pub use crate::net::Address;
 pub use udp::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
 
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
@@ -160,11 +161,11 @@ impl AsyncWrite for Stream {
 /// ```
 pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
     let attempt = async {
-        match addr.strip_prefix("unix:") {
-            Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            None => {
+        match addr.parse()? {
+            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Address::Inet(addr) => {
                 let (stream, _) =
-                    first_to_connect(&async_net::resolve(addr).await?, TcpStream::connect).await?;
+                    first_to_connect(&async_net::resolve(&*addr).await?, TcpStream::connect).await?;
                 // Typed lines are small and should not wait for an acknowledgement to be sent.
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))

@@ -7,11 +7,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use async_io::Async;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket_with};
+
+use crate::net::Address;
 
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
 ///
@@ -96,6 +99,54 @@ pub enum ListenAddr {
     Unix(PathBuf),
 }
 
+/// Parses what [`Display`](fmt::Display) writes: the socket addresses are literal, not names.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::server::ListenAddr;
+///
+/// let addr: ListenAddr = "udp:[::1]:7".parse().unwrap();
+/// assert_eq!(addr, ListenAddr::Udp("[::1]:7".parse().unwrap()));
+/// assert!("udp:localhost:7".parse::<ListenAddr>().is_err());
+/// ```
+impl FromStr for ListenAddr {
+    type Err = io::Error;
+
+    fn from_str(text: &str) -> io::Result<ListenAddr> {
+        let literal = |host_port: &str| {
+            host_port.parse::<SocketAddr>().map_err(|err| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("invalid address '{text}': {err}"))
+            })
+        };
+        Ok(match Wanted::parse(text)? {
+            Wanted::Stream(Address::Unix(path)) => ListenAddr::Unix(path),
+            Wanted::Stream(Address::Inet(host_port)) => ListenAddr::Tcp(literal(&host_port)?),
+            Wanted::Udp(host_port) => ListenAddr::Udp(literal(&host_port)?),
+        })
+    }
+}
+
+/// What one of [`bind`]'s addresses asks for: a stream listener, or with `udp:` a UDP socket.
+enum Wanted {
+    Stream(Address),
+    /// `host:port` or `[v6addr]:port`.
+    Udp(String),
+}
+
+impl Wanted {
+    /// The one place the `udp:` scheme is parsed; [`Address`] parses the rest.
+    fn parse(text: &str) -> io::Result<Wanted> {
+        match text.strip_prefix("udp:") {
+            Some(host_port) => match Address::inet(host_port)? {
+                Address::Inet(host_port) => Ok(Wanted::Udp(host_port)),
+                Address::Unix(_) => unreachable!("Address::inet has no Unix form"),
+            },
+            None => Ok(Wanted::Stream(text.parse()?)),
+        }
+    }
+}
+
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -126,20 +177,24 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     for addr in addrs.iter().map(AsRef::as_ref) {
-        if let Some(path) = addr.strip_prefix("unix:") {
-            match bind_unix(Path::new(path)) {
-                Ok(listener) => listeners.push(listener),
-                Err(err) => {
-                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+        let (udp, host_port) = match Wanted::parse(addr) {
+            Ok(Wanted::Stream(Address::Unix(path))) => {
+                match bind_unix(&path) {
+                    Ok(listener) => listeners.push(listener),
+                    Err(err) => {
+                        failures.push(io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+                    }
                 }
+                continue;
             }
-            continue;
-        }
-        let (udp, host_port) = match addr.strip_prefix("udp:") {
-            Some(rest) => (true, rest),
-            None => (false, addr),
+            Ok(Wanted::Stream(Address::Inet(host_port))) => (false, host_port),
+            Ok(Wanted::Udp(host_port)) => (true, host_port),
+            Err(err) => {
+                failures.push(err);
+                continue;
+            }
         };
-        let resolved = match async_net::resolve(host_port).await {
+        let resolved = match async_net::resolve(&*host_port).await {
             Ok(resolved) => resolved,
             Err(err) => {
                 failures.push(io::Error::new(err.kind(), format!("cannot resolve {host_port}: {err}")));
@@ -355,6 +410,16 @@ mod tests {
             }
         });
         assert!(!path.exists(), "the socket file goes with its listener");
+    }
+
+    #[test]
+    fn each_kind_parses_back_from_its_name() {
+        for name in ["127.0.0.1:8007", "[::1]:0", "udp:127.0.0.1:7", "udp:[::1]:7", "unix:/run/echo.sock"] {
+            assert_eq!(name.parse::<ListenAddr>().unwrap().to_string(), name);
+        }
+        for bad in ["localhost:8007", "udp:unix:/run/echo.sock", "udp:localhost", "unix:"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
     }
 
     #[test]

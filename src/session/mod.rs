@@ -22,6 +22,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -170,6 +171,31 @@ pub enum Mode {
     Line,
     /// RFC 862: every byte back as it arrives; see [`echo_raw`].
     Raw,
+}
+
+/// Parses `line` or `raw`.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::Mode;
+///
+/// assert_eq!("raw".parse::<Mode>().unwrap(), Mode::Raw);
+/// assert!("lines".parse::<Mode>().is_err());
+/// ```
+impl FromStr for Mode {
+    type Err = io::Error;
+
+    fn from_str(text: &str) -> io::Result<Mode> {
+        match text {
+            "line" => Ok(Mode::Line),
+            "raw" => Ok(Mode::Raw),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid mode '{text}': use line or raw"),
+            )),
+        }
+    }
 }
 
 impl Mode {
