@@ -1,9 +1,23 @@
-//! What the server, the client and the bench share about sockets: how an address is written.
+//! What the server, the client and the bench share about sockets: how an address is written,
+//! how large a datagram can be, and how long a task may keep a ready socket to itself.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none is
+/// cut short: a receive into a smaller buffer truncates without a word.
+pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
+
+/// How many ready reads (or datagrams) a session or a UDP socket's task handles in a row before
+/// it lets the others on its thread run. A peer that keeps its socket always ready never makes
+/// the loop wait, and executors have no budget of their own: without this the task would keep
+/// its thread.
+pub(crate) const YIELD_EVERY: u32 = 64;
 
 /// Where to connect, written `host:port`, `[v6addr]:port` or `unix:/path`; parsed but not
 /// resolved, so a host name stays a name until it is used.

@@ -84,7 +84,7 @@ impl BenchConfig {
     pub const MIN_SIZE: usize = 8;
 
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
-    pub const MAX_UDP_SIZE: usize = crate::client::udp::MAX_DATAGRAM;
+    pub const MAX_UDP_SIZE: usize = crate::net::MAX_DATAGRAM;
 
     /// Refuses what no bench can run, with one message for every stream or datagram bench.
     pub(crate) fn check(&self) -> io::Result<()> {

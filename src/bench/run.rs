@@ -10,6 +10,10 @@ use hdrhistogram::Histogram;
 
 use super::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, Transport};
 
+/// Rounds of writing and reading one connection (or sending and receiving one UDP flow) may do
+/// before it lets the others run.
+pub(super) const BUDGET: usize = 32;
+
 /// How often the progress callback is called.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 

@@ -21,13 +21,10 @@ use async_io::Async;
 use hdrhistogram::Histogram;
 
 use super::payload::{stamp, template, unit};
-use super::run::{Shared, quotas, supervise};
+use super::run::{BUDGET, Shared, quotas, supervise};
 use super::{BenchConfig, BenchReport, Progress, Transport};
 use crate::client::{Address, first_to_connect, within};
 use crate::session::Mode;
-
-/// Rounds of reading and writing one connection may do before it lets the others run.
-const BUDGET: usize = 32;
 
 /// Loads the echo server at `addr` as `config` says and checks every echoed byte. `addr` is
 /// `host:port`, `[v6addr]:port` or `unix:/path` (a Unix stream socket). `progress` is called

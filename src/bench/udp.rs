@@ -20,13 +20,10 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
 use super::payload::{SEQ_BYTES, stamp, template};
-use super::run::{Shared, quotas, supervise};
+use super::run::{BUDGET, Shared, quotas, supervise};
 use super::{BenchConfig, BenchReport, Datagrams, Progress, Transport};
-use crate::client::udp::{connected_socket, first_address};
+use crate::client::{connected_socket, first_address};
 use crate::session::Mode;
-
-/// Rounds of sending and receiving one flow may do before it lets the others run.
-const BUDGET: usize = 32;
 
 /// Loads the UDP echo server at `addr` (`host:port` or `[v6addr]:port`) as `config` says:
 /// `config.connections` flows, each a UDP socket of its own, keep `config.depth` datagrams of

@@ -20,7 +20,7 @@ pub(crate) struct BenchArgs {
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// connections to open (default 50)
-    #[argh(option, short = 'c', default = "50")]
+    #[argh(option, short = 'c', default = "BenchConfig::default().connections")]
     connections: usize,
     /// how long to run: 250ms, 30s, 2m or seconds (default 10s)
     #[argh(option, short = 'd', from_str_fn(parse_duration))]
@@ -30,10 +30,10 @@ pub(crate) struct BenchArgs {
     lines: Option<u64>,
     /// line size in bytes, CR LF included, at least 8 (default 64); with --mode raw or --udp,
     /// the size of a message or datagram (at most 65507 for UDP)
-    #[argh(option, short = 's', default = "64")]
+    #[argh(option, short = 's', default = "BenchConfig::default().size")]
     size: usize,
     /// lines in flight per connection (default 1)
-    #[argh(option, short = 'p', default = "1")]
+    #[argh(option, short = 'p', default = "BenchConfig::default().depth")]
     depth: usize,
     /// line: CR LF lines for a line server; raw: messages of arbitrary bytes for an RFC 862
     /// server (default line)
@@ -88,7 +88,8 @@ impl BenchArgs {
     fn config(&self) -> BenchConfig {
         let limit = match (self.lines, self.duration) {
             (Some(lines), _) => BenchLimit::Lines(lines),
-            (None, duration) => BenchLimit::Duration(duration.unwrap_or(Duration::from_secs(10))),
+            (None, Some(duration)) => BenchLimit::Duration(duration),
+            (None, None) => BenchConfig::default().limit,
         };
         BenchConfig {
             connections: self.connections,

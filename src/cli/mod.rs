@@ -11,6 +11,7 @@ mod bench;
 mod connect;
 mod logger;
 mod serve;
+mod signals;
 mod stdio;
 
 /// The default address of every subcommand.

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use async_executor::Executor;
-use async_signal::{Signal, Signals};
-use futures_lite::{StreamExt, future};
+use futures_lite::future;
 use log::LevelFilter;
 use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
     DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode,
-    raise_open_file_limit, stdio,
+    raise_open_file_limit, signals, stdio,
 };
 
 #[derive(FromArgs, Debug)]
@@ -31,25 +30,29 @@ pub(crate) struct ServeArgs {
     udp: Vec<String>,
     /// close a connection that completes no line (raw mode: sends no byte), or takes no echo,
     /// for this long: 250ms, 30s, 2m or seconds; 0 turns both timeouts off (default 30s)
-    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(30)")]
+    #[argh(
+        option,
+        from_str_fn(parse_duration),
+        default = "EchoConfig::default().idle_timeout.unwrap_or_default()"
+    )]
     idle_timeout: Duration,
     /// longest line accepted, in bytes with its CR LF; a longer one closes the connection
     /// (default 65536)
-    #[argh(option, default = "65536")]
+    #[argh(option, default = "EchoConfig::default().max_line")]
     max_line: usize,
     /// connections served at once; more wait in the listen backlog (default 10000)
-    #[argh(option, default = "10000")]
+    #[argh(option, default = "ServerConfig::default().max_connections")]
     max_connections: usize,
     /// executor threads (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
     /// on a signal, time allowed to echo the lines that have arrived; 0 closes at once
     /// (default 5s)
-    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(5)")]
+    #[argh(option, from_str_fn(parse_duration), default = "EchoConfig::default().grace")]
     grace: Duration,
     /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
     /// back as it arrives) (default line)
-    #[argh(option, from_str_fn(parse_mode), default = "Mode::Line")]
+    #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
     mode: Mode,
     /// serve one session on standard input and output, then exit: for inetd (nowait), systemd
     /// (Accept=yes) and ssh forced commands; logs still go to stderr
@@ -65,8 +68,7 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        // The shortest line is CR LF; the sentinel needs three bytes.
-        at_least("--max-line", self.max_line, 3)?;
+        at_least("--max-line", self.max_line, EchoConfig::MIN_MAX_LINE)?;
         at_least("--max-connections", self.max_connections, 1)?;
         at_least("--threads", self.threads.unwrap_or(1), 1)?;
         if self.stdio && self.addresses_given() {
@@ -144,7 +146,7 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     raise_open_file_limit();
     // Signals are caught before the listening lines go out, so that whoever waits for those
     // lines can signal at once.
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let mut signals = signals::catch()?;
     let mut listen = args.listen.clone();
     listen.extend(args.udp.iter().map(|addr| format!("udp:{addr}")));
     if listen.is_empty() {
@@ -176,29 +178,12 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         }
         let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
-            if let Some(Ok(signal)) = signals.next().await {
-                log::info!("{} received: shutting down", signal_name(signal));
-            }
-            // A second signal ends the process at once, as an impatient operator expects.
-            EXECUTOR
-                .spawn(async move {
-                    if let Some(Ok(signal)) = signals.next().await {
-                        std::process::exit(128 + signal as i32);
-                    }
-                })
-                .detach();
+            signals::first(&mut signals).await;
+            EXECUTOR.spawn(signals::exit_on_next(signals)).detach();
         };
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
         Ok((EXECUTOR.run(serving).await, udp))
     })
-}
-
-pub(super) fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Int => "SIGINT",
-        Signal::Term => "SIGTERM",
-        _ => "signal",
-    }
 }
 
 #[cfg(test)]

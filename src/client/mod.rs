@@ -16,10 +16,11 @@ use futures_lite::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 
-pub(crate) mod udp;
+mod udp;
 
-pub use crate::net::Address;
-pub use udp::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
+pub use crate::net::{Address, MAX_DATAGRAM};
+pub use udp::{UdpClient, UdpReply, UdpStats};
+pub(crate) use udp::{connected_socket, first_address};
 
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;

@@ -11,12 +11,7 @@ use futures_lite::future::{self, FutureExt};
 
 use super::within;
 
-/// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
-pub const MAX_DATAGRAM: usize = 65_507;
-
-/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none is
-/// cut short: a receive into a smaller buffer truncates without a word.
-pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
+use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER};
 
 /// What became of one datagram sent by [`UdpClient::ping`].
 ///

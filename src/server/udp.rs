@@ -9,7 +9,7 @@ use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
 use super::failures::Failures;
-use crate::client::udp::RECEIVE_BUFFER;
+use crate::net::{RECEIVE_BUFFER, YIELD_EVERY};
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
@@ -21,10 +21,6 @@ pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
 /// The most datagrams answered after the stop: those queued then, but not a flood that goes on.
 const DRAIN_AT_MOST: usize = 4096;
 
-/// DatagramCounts answered in a row before the task lets others run: under a flood the socket is
-/// always ready, and the loop would otherwise keep its thread.
-const YIELD_EVERY: u32 = 64;
-
 /// What one UDP socket did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DatagramCounts {
@@ -35,7 +31,7 @@ pub(crate) struct DatagramCounts {
 }
 
 /// Echoes datagrams on `socket` until `stop` completes, then answers those already queued and
-/// returns the counts. DatagramCounts from [`REFUSED_SOURCE_PORTS`] and from `own_ports` (those of
+/// returns the counts. Datagrams from [`REFUSED_SOURCE_PORTS`] and from `own_ports` (those of
 /// every UDP socket the server serves) are not answered. A failed receive is logged and
 /// retried after `backoff`; a failed send loses that one datagram, as UDP may.
 pub(crate) async fn echo_datagrams(
@@ -110,7 +106,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::client::udp::MAX_DATAGRAM;
+    use crate::net::MAX_DATAGRAM;
 
     async fn round_trip(
         server: &Async<UdpSocket>,

@@ -14,12 +14,10 @@ use super::framing::{Closing, Scan};
 use super::pool;
 use super::rx::RxBuf;
 use super::{CloseReason, EchoConfig, Session};
+use crate::net::YIELD_EVERY;
 
 /// The longest a closing session waits for its peer to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// How many reads a session makes before it lets others on its thread run.
-const YIELD_EVERY: u32 = 64;
 
 /// A pause this long in the peer's input ends the linger.
 const QUIET: Duration = Duration::from_millis(100);
@@ -83,8 +81,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin, P: Framing> Engine<S, P> {
         let mut rounds: u32 = 0;
         loop {
             rounds = rounds.wrapping_add(1);
-            // A peer that keeps both directions ready never makes this loop wait; executors have
-            // no budget of their own, so give the other sessions on this thread their turn.
             if rounds.is_multiple_of(YIELD_EVERY) {
                 future::yield_now().await;
             }

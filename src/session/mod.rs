@@ -62,6 +62,12 @@ pub struct EchoConfig {
     pub grace: Duration,
 }
 
+impl EchoConfig {
+    /// The smallest `max_line` that makes sense: the sentinel line `.` takes three bytes with its
+    /// CR LF.
+    pub const MIN_MAX_LINE: usize = 3;
+}
+
 impl Default for EchoConfig {
     fn default() -> Self {
         EchoConfig {
