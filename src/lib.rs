@@ -64,6 +64,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod error;
 mod net;
 pub mod server;
 mod session;

@@ -24,6 +24,7 @@ use super::payload::{stamp, template, unit};
 use super::run::{BUDGET, Shared, quotas, supervise};
 use super::{BenchConfig, BenchReport, Progress, Transport};
 use crate::client::{Address, first_to_connect, within};
+use crate::error::context;
 use crate::session::Mode;
 
 /// Loads the echo server at `addr` as `config` says and checks every echoed byte. `addr` is
@@ -63,7 +64,7 @@ pub async fn bench(
     mut progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
     config.check()?;
-    let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}"));
+    let cannot = |err| context(err, format_args!("cannot connect to {addr}"));
     let shared = Shared::new();
     let ex = LocalExecutor::new();
     match addr.parse().map_err(cannot)? {
@@ -168,7 +169,7 @@ async fn run_connection<A: Target>(
             };
             poll_fn(|cx| conn.poll_run(cx)).await
         }
-        Err(err) => Err(io::Error::new(err.kind(), format!("cannot connect: {err}"))),
+        Err(err) => Err(context(err, "cannot connect")),
     };
     if let Err(err) = result {
         shared.fail(1, format!("connection {}: {err}", id + 1));

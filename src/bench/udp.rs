@@ -23,6 +23,7 @@ use super::payload::{SEQ_BYTES, stamp, template};
 use super::run::{BUDGET, Shared, quotas, supervise};
 use super::{BenchConfig, BenchReport, Datagrams, Progress, Transport};
 use crate::client::{connected_socket, first_address};
+use crate::error::context;
 use crate::session::Mode;
 
 /// Loads the UDP echo server at `addr` (`host:port` or `[v6addr]:port`) as `config` says:
@@ -78,7 +79,7 @@ pub async fn bench_udp(
             format!("UDP datagrams can be at most {} bytes, not {}", BenchConfig::MAX_UDP_SIZE, config.size);
         return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     }
-    let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot send to {addr}: {err}"));
+    let cannot = |err| context(err, format_args!("cannot send to {addr}"));
     let target = first_address(addr).await.map_err(cannot)?;
     let first = connected_socket(target).map_err(cannot)?;
     let (shared, counts) = (Shared::new(), Counts::default());
@@ -151,7 +152,7 @@ async fn flow(
             let flow = flow.insert(Flow::new(id, socket, quota, &config, shared, counts));
             poll_fn(|cx| flow.poll_run(cx)).await
         }
-        Err(err) => Err(io::Error::new(err.kind(), format!("cannot open a socket: {err}"))),
+        Err(err) => Err(context(err, "cannot open a socket")),
     };
     if let Err(err) = result {
         shared.fail(1, format!("flow {} to {target}: {err}", id + 1));

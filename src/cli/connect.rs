@@ -16,6 +16,7 @@ use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
 use smol_echo::Mode;
 use smol_echo::client::{Ending, MAX_DATAGRAM, UdpClient, UdpReply};
+use smol_echo::error::context;
 
 use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, udp_addr};
 
@@ -205,7 +206,7 @@ fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode
             Ok(())
         };
         let talked = talked.or(interrupted).await;
-        let flushed = stdout.flush().await.map_err(context("cannot write the output"));
+        let flushed = stdout.flush().await.map_err(|err| context(err, "cannot write the output"));
         let result = talked.and(flushed);
         if let Err(err) = &result {
             eprintln!("echo: {err}");
@@ -242,7 +243,7 @@ where
             .take(limit)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(context("cannot read the input"))?;
+            .map_err(|err| context(err, "cannot read the input"))?;
         if read == 0 {
             break;
         }
@@ -266,16 +267,11 @@ where
                     }
                     io::Result::Ok(())
                 };
-                printed.await.map_err(context("cannot write the output"))?;
+                printed.await.map_err(|err| context(err, "cannot write the output"))?;
             }
             UdpReply::TimedOut => eprintln!("echo: no reply to datagram {number} within {timeout:?}"),
             UdpReply::Refused => eprintln!("echo: no reply to datagram {number}: connection refused"),
         }
     }
     Ok(())
-}
-
-/// Puts `what` in front of an error's message, keeping its kind.
-fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
-    move |err| io::Error::new(err.kind(), format!("{what}: {err}"))
 }

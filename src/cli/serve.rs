@@ -169,7 +169,13 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     async_io::block_on(async {
         let listeners = match activated {
             Some(listeners) => listeners,
-            None => smol_echo::bind(&listen).await?,
+            None => {
+                let bound = smol_echo::server::bind_each(&listen).await?;
+                for failure in bound.failures {
+                    log::warn!("{failure}");
+                }
+                bound.listeners
+            }
         };
         let server = Server::new(listeners, config);
         let addrs = server.local_addrs()?;

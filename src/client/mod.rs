@@ -19,6 +19,8 @@ use futures_lite::io::{
 mod udp;
 
 pub use crate::net::{Address, MAX_DATAGRAM};
+
+use crate::error::context;
 pub use udp::{UdpClient, UdpReply, UdpStats};
 pub(crate) use udp::{connected_socket, first_address};
 
@@ -497,10 +499,6 @@ fn ended_by(err: io::Error) -> io::Result<Ending> {
 
 fn output_error(err: io::Error) -> io::Error {
     context(err, "cannot write the output")
-}
-
-fn context(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use futures_lite::future::{self, FutureExt};
 
 use super::within;
 
+use crate::error::context;
 use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER};
 
 /// What became of one datagram sent by [`UdpClient::ping`].
@@ -212,7 +213,7 @@ impl UdpClient {
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => self.socket.send(payload).await,
             other => other,
         };
-        sent.map_err(|err| io::Error::new(err.kind(), format!("cannot send: {err}")))?;
+        sent.map_err(|err| context(err, "cannot send"))?;
         self.stats.sent += 1;
         let deadline = started + timeout;
         loop {
@@ -233,7 +234,7 @@ impl UdpClient {
                 Some(Err(err)) if err.kind() == io::ErrorKind::ConnectionRefused => {
                     return Ok(UdpReply::Refused);
                 }
-                Some(Err(err)) => return Err(io::Error::new(err.kind(), format!("cannot receive: {err}"))),
+                Some(Err(err)) => return Err(context(err, "cannot receive")),
             }
         }
     }

@@ -14,6 +14,7 @@ use async_io::Async;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket_with};
 
+use crate::error::context;
 use crate::net::Address;
 
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
@@ -116,7 +117,10 @@ impl FromStr for ListenAddr {
     fn from_str(text: &str) -> io::Result<ListenAddr> {
         let literal = |host_port: &str| {
             host_port.parse::<SocketAddr>().map_err(|err| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("invalid address '{text}': {err}"))
+                context(
+                    io::Error::new(io::ErrorKind::InvalidInput, err),
+                    format_args!("invalid address '{text}'"),
+                )
             })
         };
         Ok(match Wanted::parse(text)? {
@@ -161,7 +165,8 @@ impl fmt::Display for ListenAddr {
 /// `udp:host:port` for UDP, `unix:/path` for a Unix stream socket.
 ///
 /// A host name binds every address it resolves to. An address that fails while another binds
-/// is logged as a warning; none binding is an error. Port 0 picks a free port for each socket.
+/// is left out ([`bind_each`] also returns why); none binding is an error. Port 0 picks a free
+/// port for each socket.
 ///
 /// A Unix socket file left by a server that is gone is replaced; one that a live server
 /// listens on is an error (`AddrInUse`), and so is a path that is not a socket. The file is
@@ -174,6 +179,33 @@ impl fmt::Display for ListenAddr {
 /// assert_eq!(listeners.unwrap().len(), 2);
 /// ```
 pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
+    Ok(bind_each(addrs).await?.listeners)
+}
+
+/// What [`bind_each`] bound, and why the addresses that failed while others bound did.
+#[derive(Debug)]
+pub struct Bound {
+    /// The sockets bound, in the order of the addresses.
+    pub listeners: Vec<Listener>,
+    /// One error per address (or resolved address) that failed, naming it.
+    pub failures: Vec<io::Error>,
+}
+
+/// [`bind`], returning the failures of the addresses that did not bind as well, for the caller
+/// to report: a library logs nothing on its own.
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::future::block_on;
+///
+/// let taken = block_on(smol_echo::bind(&["127.0.0.1:0"])).unwrap();
+/// let busy = taken[0].local_addr().unwrap().to_string();
+/// let bound = block_on(smol_echo::server::bind_each(&[busy.as_str(), "127.0.0.1:0"])).unwrap();
+/// assert_eq!(bound.listeners.len(), 1);
+/// assert!(bound.failures[0].to_string().contains(&busy));
+/// ```
+pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     for addr in addrs.iter().map(AsRef::as_ref) {
@@ -181,9 +213,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
             Ok(Wanted::Stream(Address::Unix(path))) => {
                 match bind_unix(&path) {
                     Ok(listener) => listeners.push(listener),
-                    Err(err) => {
-                        failures.push(io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
-                    }
+                    Err(err) => failures.push(context(err, format_args!("cannot listen on {addr}"))),
                 }
                 continue;
             }
@@ -197,7 +227,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
         let resolved = match async_net::resolve(&*host_port).await {
             Ok(resolved) => resolved,
             Err(err) => {
-                failures.push(io::Error::new(err.kind(), format!("cannot resolve {host_port}: {err}")));
+                failures.push(context(err, format_args!("cannot resolve {host_port}")));
                 continue;
             }
         };
@@ -217,7 +247,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
                 Ok(listener) => listeners.push(listener),
                 Err(err) => {
                     let name = if udp { ListenAddr::Udp(socket_addr) } else { ListenAddr::Tcp(socket_addr) };
-                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {name}: {err}")))
+                    failures.push(context(err, format_args!("cannot listen on {name}")))
                 }
             }
         }
@@ -231,10 +261,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
             false => io::Error::new(kind, reasons.join("; ")),
         });
     }
-    for failure in failures {
-        log::warn!("{failure}");
-    }
-    Ok(listeners)
+    Ok(Bound { listeners, failures })
 }
 
 /// Binds a Unix stream listener at `path`, replacing the socket file of a server that is gone.

@@ -21,7 +21,7 @@ mod stop;
 mod udp;
 
 pub use activation::activated;
-pub use listener::{ListenAddr, Listener, bind};
+pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
 
 use crate::session::{EchoConfig, Mode};
 use accept::{Accepted, Acceptor, StreamListener};
