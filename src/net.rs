@@ -1,10 +1,17 @@
 //! What the server, the client and the bench share about sockets: how an address is written,
-//! how large a datagram can be, and how long a task may keep a ready socket to itself.
+//! how large a datagram can be, how long a task may keep a ready socket to itself, and how a
+//! connect is bounded in time and tried on each resolved address.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
+
+use async_io::Timer;
+use futures_lite::FutureExt;
 
 /// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -86,4 +93,32 @@ impl fmt::Display for Address {
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
+}
+
+/// `fut`, or a `TimedOut` error once `timeout` has passed.
+pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    fut.or(async {
+        Timer::after(timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
+    })
+    .await
+}
+
+/// Tries `connect` on each of `addrs` in turn: the first connection made, and its address, or
+/// the last failure.
+pub(crate) async fn first_to_connect<T, F>(
+    addrs: &[SocketAddr],
+    mut connect: impl FnMut(SocketAddr) -> F,
+) -> io::Result<(T, SocketAddr)>
+where
+    F: Future<Output = io::Result<T>>,
+{
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for &addr in addrs {
+        match connect(addr).await {
+            Ok(connected) => return Ok((connected, addr)),
+            Err(err) => last_error = err,
+        }
+    }
+    Err(last_error)
 }

@@ -73,7 +73,7 @@ fn stamp_binary(message: &mut [u8], seq: u64) {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::bench::BenchConfig;
+    use crate::bench::config::BenchConfig;
 
     /// Line or message `seq` of `connection`, as the ledger sends it.
     fn stamped(mode: Mode, connection: usize, size: usize, seq: u64) -> Vec<u8> {

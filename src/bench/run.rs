@@ -8,7 +8,8 @@ use async_io::Timer;
 use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
-use super::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, Transport};
+use super::config::{BenchConfig, BenchLimit};
+use super::report::{BenchReport, Datagrams, Latency, Progress, Transport};
 
 /// Rounds of writing and reading one connection (or sending and receiving one UDP flow) may do
 /// before it lets the others run.

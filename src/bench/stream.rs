@@ -20,11 +20,13 @@ use async_executor::LocalExecutor;
 use async_io::Async;
 use hdrhistogram::Histogram;
 
+use super::config::BenchConfig;
 use super::payload::{stamp, template, unit};
+use super::report::{BenchReport, Progress, Transport};
 use super::run::{BUDGET, Shared, quotas, supervise};
-use super::{BenchConfig, BenchReport, Progress, Transport};
-use crate::client::{Address, first_to_connect, within};
+use crate::client::Address;
 use crate::error::context;
+use crate::net::{first_to_connect, within};
 use crate::session::Mode;
 
 /// Loads the echo server at `addr` as `config` says and checks every echoed byte. `addr` is

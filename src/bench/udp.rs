@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
+use super::config::BenchConfig;
 use super::payload::{SEQ_BYTES, stamp, template};
+use super::report::{BenchReport, Datagrams, Progress, Transport};
 use super::run::{BUDGET, Shared, quotas, supervise};
-use super::{BenchConfig, BenchReport, Datagrams, Progress, Transport};
 use crate::client::{connected_socket, first_address};
 use crate::error::context;
 use crate::session::Mode;

@@ -3,12 +3,10 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::Timer;
 use async_net::TcpStream;
 use async_net::unix::UnixStream;
 use futures_lite::future::{self, FutureExt};
@@ -21,6 +19,7 @@ mod udp;
 pub use crate::net::{Address, MAX_DATAGRAM};
 
 use crate::error::context;
+use crate::net::{first_to_connect, within};
 pub use udp::{UdpClient, UdpReply, UdpStats};
 pub(crate) use udp::{connected_socket, first_address};
 
@@ -176,34 +175,6 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
         }
     };
     within(timeout, attempt).await
-}
-
-/// `fut`, or a `TimedOut` error once `timeout` has passed.
-pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    fut.or(async {
-        Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
-    })
-    .await
-}
-
-/// Tries `connect` on each of `addrs` in turn: the first connection made, and its address, or
-/// the last failure.
-pub(crate) async fn first_to_connect<T, F>(
-    addrs: &[SocketAddr],
-    mut connect: impl FnMut(SocketAddr) -> F,
-) -> io::Result<(T, SocketAddr)>
-where
-    F: Future<Output = io::Result<T>>,
-{
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
-    for &addr in addrs {
-        match connect(addr).await {
-            Ok(connected) => return Ok((connected, addr)),
-            Err(err) => last_error = err,
-        }
-    }
-    Err(last_error)
 }
 
 /// Talks to an echo server over `stream`: sends each line of `input` and writes each echo to
@@ -503,6 +474,8 @@ fn output_error(err: io::Error) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
     use async_net::TcpListener;
     use futures_lite::future::block_on;

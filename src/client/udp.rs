@@ -9,10 +9,8 @@ use async_io::{Async, Timer};
 use async_net::UdpSocket;
 use futures_lite::future::{self, FutureExt};
 
-use super::within;
-
 use crate::error::context;
-use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER};
+use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER, within};
 
 /// What became of one datagram sent by [`UdpClient::ping`].
 ///

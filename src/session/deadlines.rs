@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::EchoConfig;
 use super::alarm::Alarm;
+use super::config::EchoConfig;
 
 /// When a session must have heard from its peer (idle), have written its echo (write), and be
 /// over after shutdown was asked (grace), with the one [`Alarm`] that waits for them.

@@ -9,11 +9,12 @@ use std::time::Duration;
 use futures_lite::future::{self, Fuse, FutureExt};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::config::EchoConfig;
 use super::deadlines::Deadlines;
 use super::framing::{Closing, Scan};
+use super::outcome::{CloseReason, Session};
 use super::pool;
 use super::rx::RxBuf;
-use super::{CloseReason, EchoConfig, Session};
 use crate::net::YIELD_EVERY;
 
 /// The longest a closing session waits for its peer to stop sending.

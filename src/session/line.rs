@@ -4,9 +4,10 @@ use std::future::Future;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+use super::config::EchoConfig;
 use super::engine::{self, Framing};
 use super::framing::{self, Scan};
-use super::{EchoConfig, Session};
+use super::outcome::Session;
 
 /// Runs one echo session over `io` until the peer ends it, a limit is hit, or `shutdown`
 /// completes and the lines that had arrived are echoed.

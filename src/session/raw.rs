@@ -5,9 +5,10 @@ use std::future::Future;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+use super::config::EchoConfig;
 use super::engine::{self, Framing};
 use super::framing::Scan;
-use super::{EchoConfig, Session};
+use super::outcome::Session;
 
 /// Runs one RFC 862 echo session over `io`: every byte read is written back as it is, until the
 /// peer half-closes, a timeout is hit, or `shutdown` completes and what had arrived is echoed.
@@ -62,7 +63,7 @@ mod tests {
     use futures_lite::io::Cursor;
 
     use super::*;
-    use crate::session::CloseReason;
+    use crate::session::outcome::CloseReason;
 
     fn config(idle: Duration) -> EchoConfig {
         EchoConfig { idle_timeout: Some(idle), grace: Duration::from_millis(100), ..EchoConfig::default() }
