@@ -27,6 +27,12 @@
 //!   flight, every echo checked, as [`BenchConfig`] says; it returns a
 //!   [`BenchReport`](bench::BenchReport) of lines/s, MiB/s and latency.
 //!   [`bench_udp`](bench::bench_udp) does the same with datagrams.
+//! - [`error`]: [`context`](error::context) puts what was being done in front of an I/O error
+//!   and keeps the error itself as its `source()`.
+//!
+//! Inside, each role's folder holds one file per job, and imports go from the roles down to the
+//! session and to a private `net` module (the address parser and socket constants they share),
+//! never up and never in a circle; the README has the map of files.
 //!
 //! # Examples
 //!
