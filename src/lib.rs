@@ -58,15 +58,19 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod accept;
+#[cfg(feature = "systemd")]
 mod activation;
 mod alarm;
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
 mod bench_udp;
 mod client;
 mod conn;
 mod failures;
 mod framing;
 mod listener;
+mod permits;
 mod pool;
 mod raw;
 mod server;
@@ -75,8 +79,11 @@ mod stop;
 mod udp;
 mod udp_client;
 
+#[cfg(feature = "systemd")]
 pub use activation::activated;
+#[cfg(feature = "bench")]
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
+#[cfg(feature = "bench")]
 pub use bench_udp::bench_udp;
 pub use client::{Ending, Stream, connect, converse, converse_raw};
 pub use listener::{ListenAddr, Listener, bind};

@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use async_lock::Semaphore;
 use futures_lite::future::{self, FutureExt};
 
 use crate::accept::{Accepted, Acceptor, StreamListener};
 use crate::conn::SocketConn;
 use crate::failures::Failures;
 use crate::listener::{Kind, ListenAddr, Listener};
+use crate::permits::Permits;
 use crate::raw::Mode;
 use crate::session::EchoConfig;
 use crate::stop::{Stop, Stopped};
@@ -142,7 +142,7 @@ impl Server {
         // sees the channel close when the last session ends.
         let stop = Stop::default();
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let permits = Permits::new(config.max_connections);
 
         let (mut streams, mut datagram_sockets) = (Vec::new(), Vec::new());
         for listener in listeners {
@@ -171,14 +171,14 @@ impl Server {
         let accept_all = async {
             let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
             loop {
-                let permit = match permits.try_acquire_arc() {
+                let permit = match permits.try_acquire() {
                     Some(permit) => permit,
                     None => {
                         log::debug!(
                             "{} connections open: accepting again when one closes",
                             config.max_connections
                         );
-                        permits.acquire_arc().await
+                        permits.acquire().await
                     }
                 };
                 let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
@@ -197,10 +197,7 @@ impl Server {
         accept_all.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
-        log::debug!(
-            "listeners closed; {} sessions draining",
-            config.max_connections - permits.available_permits()
-        );
+        log::debug!("listeners closed; {} sessions draining", config.max_connections - permits.available());
         stop.stop();
         drop(done_tx);
         // Sessions end themselves within the grace period; the margin covers a busy executor.
