@@ -38,6 +38,7 @@ use crate::raw::Mode;
 /// assert_ne!(limit, BenchLimit::Lines(1000));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BenchLimit {
     /// Send for this long, then stop sending and wait for the echoes still in flight.
     Duration(Duration),
@@ -52,6 +53,9 @@ pub enum BenchLimit {
 /// In [`Mode::Raw`] a "line" is a message of `size` arbitrary bytes (CR, LF, NUL, 0xff and `.`
 /// among them, no framing); a UDP bench ([`bench_udp`](fn@crate::bench_udp)) sends datagrams of
 /// `size` such bytes and ignores `mode`.
+///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
 ///
 /// # Examples
 ///
@@ -85,9 +89,18 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// The shortest line: six bytes of sequence number and CR LF; also the shortest raw message
     /// or datagram, which start with eight bytes of sequence number.
+    ///
+    /// ```
+    /// let config = smol_echo::BenchConfig { size: 4, ..Default::default() };
+    /// assert!(config.size < smol_echo::BenchConfig::MIN_SIZE); // a bench would refuse it
+    /// ```
     pub const MIN_SIZE: usize = 8;
 
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
+    ///
+    /// ```
+    /// assert_eq!(smol_echo::BenchConfig::MAX_UDP_SIZE, smol_echo::MAX_DATAGRAM);
+    /// ```
     pub const MAX_UDP_SIZE: usize = crate::udp_client::MAX_DATAGRAM;
 
     /// Refuses what no bench can run, with one message for every stream or datagram bench.
@@ -143,6 +156,9 @@ pub struct Latency {
 /// `Display` renders it as a table; [`BenchReport::to_json`] as one JSON object. Whatever was
 /// sent, the counts keep the names of the line protocol: in [`Mode::Raw`] `lines` counts raw
 /// messages, and in a UDP bench datagrams that came back intact (see [`Datagrams`]).
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///

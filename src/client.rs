@@ -31,6 +31,7 @@ const CHUNK: usize = 64 * 1024;
 /// assert!(!failed(Ending::InputEnded));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ending {
     /// The input ended: the connection was half-closed (no `.` sent) and the server closed it
     /// after the last echo.
@@ -81,6 +82,7 @@ pub enum Ending {
 /// .unwrap();
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Stream {
     /// A TCP connection, with `TCP_NODELAY` set.
     Tcp(TcpStream),

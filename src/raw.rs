@@ -32,6 +32,7 @@ const YIELD_EVERY: u32 = 64;
 /// assert_eq!(Mode::default(), Mode::Line);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// The line protocol of [`echo`]: CR LF lines, the sentinel `.`, the maximum line length.
     #[default]

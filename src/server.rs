@@ -26,14 +26,27 @@ use crate::udp::{self, Datagrams};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connection's task, handed to the caller's executor.
-pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// How the server treats connections.
 ///
 /// # Examples
 ///
 /// ```
-/// let config = smol_echo::ServerConfig::default();
+/// // What a spawn function given to `Server::run` receives: any executor can run it.
+/// let task: smol_echo::ConnectionTask = Box::pin(async {});
+/// futures_lite::future::block_on(task);
+/// ```
+pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How the server treats connections.
+///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::{Mode, ServerConfig};
+///
+/// let config = ServerConfig { mode: Mode::Raw, ..ServerConfig::default() };
 /// assert_eq!(config.max_connections, 10000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +67,9 @@ impl Default for ServerConfig {
 }
 
 /// What a server did from start to shutdown.
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///

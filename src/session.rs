@@ -25,6 +25,9 @@ const QUIET: Duration = Duration::from_millis(100);
 
 /// The limits of one echo session.
 ///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
+///
 /// # Examples
 ///
 /// ```
@@ -64,6 +67,7 @@ impl Default for EchoConfig {
 /// assert_eq!(smol_echo::CloseReason::IdleTimeout.to_string(), "idle timeout");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer half-closed; everything it sent was echoed.
     Eof,
@@ -112,6 +116,9 @@ impl fmt::Display for CloseReason {
 /// What one session did: lines and bytes echoed, and why it ended.
 ///
 /// An unterminated tail echoed at end of input counts as a line.
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///
