@@ -34,6 +34,44 @@
 //! session and to a private `net` module (the address parser and socket constants they share),
 //! never up and never in a circle; the README has the map of files.
 //!
+//! # Features
+//!
+//! The default build has everything. With `default-features = false` the library is its core:
+//! [`echo`], [`echo_raw`], [`Server`], [`bind`], the client and
+//! [`UdpClient`](client::UdpClient), on no crate that async-net, async-io and futures-lite do not
+//! bring anyway. On top of it:
+//!
+//! - `bench`: [`bench()`] and [`bench_udp`](bench::bench_udp) (async-executor, hdrhistogram);
+//! - `systemd`: [`activated`](server::activated), socket activation (listenfd);
+//! - `cli` (default): the `echo` binary, with both of the above (argh, async-signal, smol).
+//!
+//! # Beyond the design's shape
+//!
+//! `examples/minimal.rs` is the echo in its simplest shape: a `BufReader` per connection,
+//! `read_until` raced against a `Timer`, one write per line. [`echo`] keeps that contract and
+//! adds what a server facing real clients needs. Measured in one run, each server on one pinned
+//! core (5,000 idle connections; S2 is 50 connections with one line in flight, S3 the same with
+//! 32 in flight):
+//!
+//! | | minimal | [`echo`] |
+//! |---|---|---|
+//! | memory per idle connection | 9,527 B | 1,442 B |
+//! | S2 / S3 lines/s | 118,524 / 588,482 | 122,827 / 3,521,842 |
+//! | S2 / S3 syscalls per line | 4.08 / 1.08 | 3.17 / 0.10 |
+//!
+//! - No read buffer held while idle: buffers are lent per read by a per-thread pool, where a
+//!   `BufReader` keeps 8 KiB per connection for its whole life.
+//! - One write per batch of lines: every complete line already read goes back in one write,
+//!   and no read is tried that would only fail with `EAGAIN`.
+//! - A drip cannot hold a connection: the idle deadline runs from the last complete line, as
+//!   the minimal race over a whole line read does, but as one lazy timer re-armed only when it
+//!   fires early, not a new timer registered for every line.
+//! - A write timeout: a peer that sends but never reads is closed, not left to fill memory.
+//! - A bounded line (`max_line`): a peer without CR LF cannot grow a buffer without end.
+//! - The linger before close: after `.`, an over-long line or shutdown the session reads and
+//!   discards for a moment, so the kernel does not reset the connection and drop echoes owed.
+//! - A graceful shutdown that echoes the lines already received.
+//!
 //! # Examples
 //!
 //! Serve on a free port, echo one line, and shut down:
@@ -66,8 +104,11 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Without `bench` or `systemd` the links to their items above stay plain text.
+#![cfg_attr(not(all(feature = "bench", feature = "systemd")), allow(rustdoc::broken_intra_doc_links))]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
 pub mod error;
@@ -75,6 +116,7 @@ mod net;
 pub mod server;
 mod session;
 
+#[cfg(feature = "bench")]
 pub use bench::{BenchConfig, bench};
 pub use client::{connect, converse};
 pub use server::{Server, ServerConfig, bind};

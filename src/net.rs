@@ -14,6 +14,12 @@ use async_io::Timer;
 use futures_lite::FutureExt;
 
 /// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(smol_echo::client::MAX_DATAGRAM, 65_535 - 20 - 8);
+/// ```
 pub const MAX_DATAGRAM: usize = 65_507;
 
 /// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none is

@@ -17,6 +17,7 @@ use crate::session::Mode;
 /// assert_ne!(limit, BenchLimit::Lines(1000));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BenchLimit {
     /// Send for this long, then stop sending and wait for the echoes still in flight.
     Duration(Duration),
@@ -31,6 +32,9 @@ pub enum BenchLimit {
 /// In [`Mode::Raw`] a "line" is a message of `size` arbitrary bytes (CR, LF, NUL, 0xff and `.`
 /// among them, no framing); a UDP bench ([`bench_udp`](super::bench_udp)) sends datagrams of
 /// `size` such bytes and ignores `mode`.
+///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
 ///
 /// # Examples
 ///
@@ -65,9 +69,18 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// The shortest line: six bytes of sequence number and CR LF; also the shortest raw message
     /// or datagram, which start with eight bytes of sequence number.
+    ///
+    /// ```
+    /// let config = smol_echo::BenchConfig { size: 4, ..Default::default() };
+    /// assert!(config.size < smol_echo::BenchConfig::MIN_SIZE); // a bench would refuse it
+    /// ```
     pub const MIN_SIZE: usize = 8;
 
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
+    ///
+    /// ```
+    /// assert_eq!(smol_echo::BenchConfig::MAX_UDP_SIZE, smol_echo::client::MAX_DATAGRAM);
+    /// ```
     pub const MAX_UDP_SIZE: usize = crate::net::MAX_DATAGRAM;
 
     /// Refuses what no bench can run, with one message for every stream or datagram bench.

@@ -17,6 +17,7 @@ use crate::session::Mode;
 /// assert_eq!(Transport::Udp.units(), "datagrams");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport {
     /// CR LF lines over a TCP or Unix stream, to a line server.
     #[default]
@@ -83,6 +84,9 @@ pub struct Latency {
 /// sent, the counts keep the names of the line protocol: over [`Transport::RawStream`] `lines`
 /// counts raw messages, and over [`Transport::Udp`] datagrams that came back intact (see
 /// [`Datagrams`]).
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///

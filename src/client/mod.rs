@@ -21,6 +21,8 @@ pub use crate::net::{Address, MAX_DATAGRAM};
 use crate::error::context;
 use crate::net::{first_to_connect, within};
 pub use udp::{UdpClient, UdpReply, UdpStats};
+// The UDP bench opens its sockets as the UDP client does.
+#[cfg(feature = "bench")]
 pub(crate) use udp::{connected_socket, first_address};
 
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
@@ -38,6 +40,7 @@ const CHUNK: usize = 64 * 1024;
 /// assert!(!failed(Ending::InputEnded));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ending {
     /// The input ended: the connection was half-closed (no `.` sent) and the server closed it
     /// after the last echo.
@@ -88,6 +91,7 @@ pub enum Ending {
 /// .unwrap();
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Stream {
     /// A TCP connection, with `TCP_NODELAY` set.
     Tcp(TcpStream),

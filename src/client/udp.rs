@@ -24,6 +24,7 @@ use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER, within};
 /// assert!(matches!(reply, UdpReply::Echoed(rtt) if rtt < Duration::from_millis(1)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UdpReply {
     /// Its echo came back, after this round trip.
     Echoed(Duration),
@@ -36,6 +37,9 @@ pub enum UdpReply {
 /// The counts of a [`UdpClient`]. `Display` writes them as one line, like ping's summary:
 /// `3 datagrams sent, 2 received, 1 lost (33.3% loss), round trip min/avg/max =
 /// 0.061/0.074/0.087 ms`, with `, N unexpected replies ignored` added when there were some.
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///
@@ -184,6 +188,14 @@ impl UdpClient {
     }
 
     /// The server's address.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let client = futures_lite::future::block_on(smol_echo::client::UdpClient::connect("127.0.0.1:7", Duration::from_secs(1)))?;
+    /// assert_eq!(client.peer_addr()?.to_string(), "127.0.0.1:7");
+    /// # std::io::Result::Ok(())
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.peer_addr()
     }

@@ -91,6 +91,7 @@ impl From<async_net::UdpSocket> for Listener {
 /// assert_eq!(addr.to_string(), "udp:127.0.0.1:7");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ListenAddr {
     /// A TCP listener.
     Tcp(SocketAddr),

@@ -9,17 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use async_lock::Semaphore;
 use futures_lite::future::{self, FutureExt};
 
 mod accept;
+#[cfg(feature = "systemd")]
 mod activation;
 mod conn;
 mod failures;
 mod listener;
+mod permits;
 mod stop;
 mod udp;
 
+#[cfg(feature = "systemd")]
 pub use activation::activated;
 pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
 
@@ -28,6 +30,7 @@ use accept::{Accepted, Acceptor, StreamListener};
 use conn::SocketConn;
 use failures::Failures;
 use listener::Kind;
+use permits::Permits;
 use stop::{Stop, Stopped};
 use udp::DatagramCounts;
 
@@ -36,14 +39,27 @@ use udp::DatagramCounts;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connection's task, handed to the caller's executor.
-pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// How the server treats connections.
 ///
 /// # Examples
 ///
 /// ```
-/// let config = smol_echo::ServerConfig::default();
+/// // What a spawn function given to `Server::run` receives: any executor can run it.
+/// let task: smol_echo::server::ConnectionTask = Box::pin(async {});
+/// futures_lite::future::block_on(task);
+/// ```
+pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How the server treats connections.
+///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::{Mode, ServerConfig};
+///
+/// let config = ServerConfig { mode: Mode::Raw, ..ServerConfig::default() };
 /// assert_eq!(config.max_connections, 10000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +80,9 @@ impl Default for ServerConfig {
 }
 
 /// What a server did from start to shutdown.
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///
@@ -152,7 +171,7 @@ impl Server {
         // sees the channel close when the last session ends.
         let stop = Stop::default();
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let permits = Permits::new(config.max_connections);
 
         let (streams, datagram_sockets) = by_kind(listeners);
         serve_datagrams(datagram_sockets, &stop, &totals, &done_tx, &spawn);
@@ -161,10 +180,7 @@ impl Server {
         accepting.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
-        log::debug!(
-            "listeners closed; {} sessions draining",
-            config.max_connections - permits.available_permits()
-        );
+        log::debug!("listeners closed; {} sessions draining", config.max_connections - permits.available());
         stop.stop();
         drop(done_tx);
         wait_for_sessions(&done_rx, config.echo.grace).await;
@@ -225,7 +241,7 @@ fn serve_datagrams<H: Clone + Send + 'static>(
 /// accept error is logged (see [`Failures`]) and the loop rests before it tries again.
 async fn accept_all<H: Clone + Send + 'static>(
     acceptor: &mut Acceptor,
-    permits: &Arc<Semaphore>,
+    permits: &Arc<Permits>,
     config: &ServerConfig,
     stop: &Stop,
     totals: &Arc<Totals>,
@@ -234,11 +250,11 @@ async fn accept_all<H: Clone + Send + 'static>(
 ) {
     let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
     loop {
-        let permit = match permits.try_acquire_arc() {
+        let permit = match permits.try_acquire() {
             Some(permit) => permit,
             None => {
                 log::debug!("{} connections open: accepting again when one closes", config.max_connections);
-                permits.acquire_arc().await
+                permits.acquire().await
             }
         };
         let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 /// The limits of one echo session.
 ///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
+///
 /// # Examples
 ///
 /// ```

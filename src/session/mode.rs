@@ -26,6 +26,7 @@ use super::raw::echo_raw;
 /// assert_eq!(Mode::default(), Mode::Line);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// The line protocol of [`echo`]: CR LF lines, the sentinel `.`, the maximum line length.
     #[default]

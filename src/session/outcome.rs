@@ -11,6 +11,7 @@ use std::io;
 /// assert_eq!(smol_echo::CloseReason::IdleTimeout.to_string(), "idle timeout");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer half-closed; everything it sent was echoed.
     Eof,
@@ -59,6 +60,9 @@ impl fmt::Display for CloseReason {
 /// What one session did: lines and bytes echoed, and why it ended.
 ///
 /// An unterminated tail echoed at end of input counts as a line.
+///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
 ///
 /// # Examples
 ///
