@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode};
 
@@ -12,7 +12,7 @@ use super::{
     DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr,
 };
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
 #[argh(subcommand, name = "bench")]
 pub(crate) struct BenchArgs {

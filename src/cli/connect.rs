@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use std::thread;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use async_signal::{Signal, Signals};
 use futures_lite::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
@@ -89,7 +89,7 @@ impl AsyncRead for Stdin {
 /// How long `--udp` waits for each echo unless `--timeout` says otherwise.
 const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Connect to an echo server (also: client): send each line of standard input with CR LF and
 /// print its echo. The line "." ends the session. End of input (Ctrl-D) half-closes the
 /// connection, without sending ".", and waits for the last echoes. Exit 0 when the server

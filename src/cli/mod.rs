@@ -3,13 +3,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use smol_echo::Mode;
 use smol_echo::client::Address;
 
 mod bench;
+mod completions;
 mod connect;
 mod logger;
+mod man;
 mod serve;
 mod signals;
 mod stdio;
@@ -17,8 +19,10 @@ mod stdio;
 /// The default address of every subcommand.
 const DEFAULT_ADDR: &str = "localhost:8007";
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// A CRLF line echo server, client and load generator.
+#[argh(note = "The manual page is echo(1), which the man subcommand prints: read it with\n\
+            man -l <(~/.cargo/bin/echo man). docs/ in the source is the full manual.")]
 struct Cli {
     /// print the version and exit
     #[argh(switch, short = 'V')]
@@ -27,12 +31,14 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub(crate) enum Command {
     Serve(serve::ServeArgs),
     Connect(connect::ConnectArgs),
     Bench(bench::BenchArgs),
+    Man(man::ManArgs),
+    Completions(completions::CompletionsArgs),
 }
 
 impl Command {
@@ -42,6 +48,8 @@ impl Command {
             Command::Serve(args) => serve::run(args),
             Command::Connect(args) => connect::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Man(args) => man::run(args),
+            Command::Completions(args) => completions::run(args),
         }
     }
 }
@@ -89,6 +97,7 @@ impl Command {
             Command::Serve(args) => args.validate(),
             Command::Connect(args) => args.validate(),
             Command::Bench(args) => args.validate(),
+            Command::Man(_) | Command::Completions(_) => Ok(()),
         }
     }
 }
@@ -96,7 +105,7 @@ impl Command {
 /// `echo serve --help` for a serve error, `echo --help` when no subcommand was recognised.
 fn hint(args: &[&str]) -> String {
     match args.first() {
-        Some(&sub @ ("serve" | "connect" | "bench")) => format!("echo {sub} --help"),
+        Some(&sub @ ("serve" | "connect" | "bench" | "man" | "completions")) => format!("echo {sub} --help"),
         _ => "echo --help".to_string(),
     }
 }

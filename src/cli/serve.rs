@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use async_executor::Executor;
 use futures_lite::future;
 use log::LevelFilter;
@@ -16,7 +16,7 @@ use super::{
     raise_open_file_limit, signals, stdio,
 };
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
 /// ends a session. SIGINT or SIGTERM stops it gracefully; a second signal stops it at once.
 #[argh(subcommand, name = "serve")]
