@@ -360,3 +360,30 @@ fn stdio_exits_1_on_an_input_error() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.starts_with("echo: error: "), "{err}");
 }
+
+/// `yes | echo serve --stdio | head -1`: the reader of standard output leaves while input keeps
+/// coming. That is the peer going away (reason `reset`, exit 0), in either mode.
+#[test]
+fn stdio_exits_0_with_reason_reset_when_its_output_is_closed() {
+    for mode in ["line", "raw"] {
+        let mut session = StdioSession::start(&["--mode", mode]);
+        let mut stdin = session.stdin.take().unwrap();
+        // Bounded: 64 MiB at most, far more than the pipes between the processes hold.
+        let feeder = thread::spawn(move || {
+            let block = b"x\r\n".repeat(1024);
+            for _ in 0..(64 << 20) / block.len() {
+                if stdin.write_all(&block).is_err() {
+                    return;
+                }
+            }
+        });
+        session.read(3);
+        // Only the reading thread holds the pipe's read end: replace its channel's receiver.
+        let (_, closed) = mpsc::channel();
+        drop(std::mem::replace(&mut session.stdout, closed));
+        let (status, _, err) = session.finish();
+        feeder.join().unwrap();
+        assert_eq!(status.code(), Some(0), "{mode}: {err}");
+        assert!(close_line(&err).ends_with("reason=reset"), "{mode}: {err}");
+    }
+}
