@@ -78,7 +78,7 @@ mod udp_client;
 pub use activation::activated;
 pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
 pub use bench_udp::bench_udp;
-pub use client::{Ending, Stream, connect, converse, converse_raw};
+pub use client::{Conversation, Ending, Stream, connect, converse, converse_raw, reader_gone};
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
