@@ -13,6 +13,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::RangeInclusive;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::task::{Context, Poll};
@@ -25,6 +26,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::{first_to_connect, within};
 use crate::raw::Mode;
+use crate::session::{duration_in_range, in_range};
 
 /// How long a bench sends lines.
 ///
@@ -72,11 +74,14 @@ pub struct BenchConfig {
     pub size: usize,
     /// How long to send, or how many lines.
     pub limit: BenchLimit,
-    /// How long a connection may take to open, and how long the bench waits while no echo at all
-    /// arrives (in particular for the last echoes after the duration). Past it, every connection
-    /// still waiting counts as an error. In a UDP bench, a datagram whose reply has not come
-    /// within it is lost.
+    /// How long the bench waits while no echo at all arrives (in particular for the last
+    /// echoes after the duration); its clock starts again whenever a connection opens or gets
+    /// an echo, so connections still opening do not run it down. Past it, every connection
+    /// still waiting for an echo counts as an error. In a UDP bench, a datagram whose reply has
+    /// not come within it is lost.
     pub timeout: Duration,
+    /// How long a connection may take to open; one that takes longer counts as an error.
+    pub connect_timeout: Duration,
     /// What a stream bench sends: CR LF lines for a line server, or raw messages for an RFC 862
     /// server ([`Mode::Raw`]).
     pub mode: Mode,
@@ -90,17 +95,75 @@ impl BenchConfig {
     /// The longest UDP datagram: the largest payload of an IPv4 datagram.
     pub const MAX_UDP_SIZE: usize = crate::udp_client::MAX_DATAGRAM;
 
-    /// Refuses what no bench can run, with one message for every stream or datagram bench.
-    pub(crate) fn check(&self) -> io::Result<()> {
-        if self.connections == 0 || self.depth == 0 || self.size < BenchConfig::MIN_SIZE {
-            let message = format!(
-                "bench needs a connection or more, a depth of 1 or more, and lines of {} bytes or more",
-                BenchConfig::MIN_SIZE
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    /// The connections a bench may open.
+    pub const CONNECTIONS: RangeInclusive<usize> = 1..=1_000_000;
+
+    /// The lines in flight a connection may keep.
+    pub const DEPTH: RangeInclusive<usize> = 1..=65536;
+
+    /// The sizes of a line (or raw message): at least [`BenchConfig::MIN_SIZE`], at most
+    /// 16 MiB. UDP takes at most [`BenchConfig::MAX_UDP_SIZE`].
+    pub const SIZE: RangeInclusive<usize> = BenchConfig::MIN_SIZE..=16 << 20;
+
+    /// Refuses settings out of their documented ranges ([`BenchConfig::CONNECTIONS`],
+    /// [`BenchConfig::DEPTH`], [`BenchConfig::SIZE`], at least one line, durations above 0 and
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION)). The message names each setting by
+    /// `name(field)`, so that a command line can speak of its flags.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smol_echo::BenchConfig;
+    ///
+    /// let deep = BenchConfig { depth: 100_000, ..BenchConfig::default() };
+    /// let err = deep.check(&|field| if field == "depth" { "-p" } else { field }).unwrap_err();
+    /// assert_eq!(err.to_string(), "-p must be from 1 to 65536, not 100000");
+    /// ```
+    pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
+        let above_zero = Duration::from_nanos(1);
+        in_range(name("connections"), self.connections, BenchConfig::CONNECTIONS)?;
+        in_range(name("depth"), self.depth, BenchConfig::DEPTH)?;
+        in_range(name("size"), self.size, BenchConfig::SIZE)?;
+        match self.limit {
+            BenchLimit::Lines(lines) => in_range(name("lines"), lines, 1..=u64::MAX)?,
+            BenchLimit::Duration(duration) => duration_in_range(name("duration"), duration, above_zero)?,
         }
-        Ok(())
+        duration_in_range(name("timeout"), self.timeout, above_zero)?;
+        duration_in_range(name("connect_timeout"), self.connect_timeout, above_zero)
     }
+
+    /// About how many bytes the connections' buffers take: connections x depth x size, and the
+    /// send time of each line in flight.
+    pub(crate) fn memory_needed(&self) -> u64 {
+        let per_line = self.size as u64 + std::mem::size_of::<Instant>() as u64;
+        (self.connections as u64).saturating_mul(self.depth as u64).saturating_mul(per_line)
+    }
+
+    /// Refuses a bench whose buffers need more memory than the system has available now: an
+    /// allocation that large would abort the process, or swap the machine to a halt.
+    pub(crate) fn check_memory(&self) -> io::Result<()> {
+        let needed = self.memory_needed();
+        let Some(available) = available_memory() else { return Ok(()) };
+        if needed <= available {
+            return Ok(());
+        }
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        let (c, p, s) = (self.connections, self.depth, self.size);
+        let message = format!(
+            "the bench would need {} MiB for {c} connections x depth {p} x {s} bytes, and {} MiB is available",
+            mib(needed),
+            mib(available)
+        );
+        Err(io::Error::new(io::ErrorKind::OutOfMemory, message))
+    }
+}
+
+/// The memory available for new allocations (`MemAvailable` in /proc/meminfo), if known.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find_map(|line| line.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Default for BenchConfig {
@@ -111,6 +174,7 @@ impl Default for BenchConfig {
             size: 64,
             limit: BenchLimit::Duration(Duration::from_secs(10)),
             timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
             mode: Mode::Line,
         }
     }
@@ -361,17 +425,18 @@ pub async fn bench(
     config: &BenchConfig,
     mut progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
-    config.check()?;
+    config.check(&|field| field)?;
+    config.check_memory()?;
     let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot connect to {addr}: {err}"));
     let shared = Shared::new();
     let ex = LocalExecutor::new();
     if let Some(path) = addr.strip_prefix("unix:") {
         let target = PathBuf::from(path);
-        let first = target.open(config.timeout).await.map_err(cannot)?;
+        let first = target.open(config.connect_timeout).await.map_err(cannot)?;
         Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
     } else {
         let addrs = async_net::resolve(addr).await.map_err(cannot)?;
-        let open = |target: SocketAddr| async move { target.open(config.timeout).await };
+        let open = |target: SocketAddr| async move { target.open(config.connect_timeout).await };
         let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
         Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
     }
@@ -525,7 +590,7 @@ async fn connection<A: Target>(
 {
     let stream = match stream {
         Some(stream) => Ok(stream),
-        None => target.open(config.timeout).await,
+        None => target.open(config.connect_timeout).await,
     };
     let result = match stream {
         Ok(stream) => {

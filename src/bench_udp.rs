@@ -75,7 +75,8 @@ pub async fn bench_udp(
     config: &BenchConfig,
     mut progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
-    config.check()?;
+    config.check(&|field| field)?;
+    config.check_memory()?;
     if config.size > BenchConfig::MAX_UDP_SIZE {
         let message =
             format!("UDP datagrams can be at most {} bytes, not {}", BenchConfig::MAX_UDP_SIZE, config.size);

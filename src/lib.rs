@@ -82,5 +82,5 @@ pub use client::{Conversation, Ending, Stream, connect, converse, converse_raw, 
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
-pub use session::{CloseReason, EchoConfig, Session, echo};
+pub use session::{CloseReason, EchoConfig, MAX_DURATION, Session, echo};
 pub use udp_client::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};

@@ -210,6 +210,27 @@ fn an_unreachable_server_exits_1() {
 }
 
 #[test]
+fn a_bench_needing_more_memory_than_there_is_fails_in_one_line() {
+    let output = bench(&["127.0.0.1:1", "-c", "1000000", "-p", "65536", "-s", "16777216"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr(&output);
+    assert!(stderr.starts_with("echo: the bench would need "), "{stderr}");
+    assert!(stderr.contains("1000000 connections x depth 65536 x 16777216 bytes"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_bench_at_the_top_of_the_depth_and_size_ranges_runs() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--max-line", "16777216"], 1);
+    let addr = server.addr().to_string();
+    for args in [["-p", "65536", "-s", "8"], ["-p", "1", "-s", "16777216"]] {
+        let output = bench(&[&addr, "-c", "1", "-n", "2", "--json", args[0], args[1], args[2], args[3]]);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert_eq!(report(&output)["lines"], 2, "{args:?}");
+    }
+}
+
+#[test]
 fn duration_with_line_count_is_a_usage_error() {
     let output = bench(&["127.0.0.1:1", "-d", "1s", "-n", "10"]);
     assert_eq!(output.status.code(), Some(2));
@@ -508,7 +529,7 @@ fn udp_through_the_library_reports_datagrams() {
 fn udp_usage_errors() {
     for (args, message) in [
         (&["--udp", "unix:/tmp/x.sock"][..], "--udp needs host:port"),
-        (&["--udp", "127.0.0.1:7", "-s", "65508"][..], "-s must be at most 65507 with --udp, not 65508"),
+        (&["--udp", "127.0.0.1:7", "-s", "65508"][..], "-s must be from 8 to 65507 with --udp, not 65508"),
         (&["--udp", "127.0.0.1:7", "--mode", "line"][..], "--mode line does not apply"),
         (&["127.0.0.1:7", "--mode", "lines"][..], "invalid mode 'lines'"),
         (&["127.0.0.1:7", "--timeout", "0"][..], "--timeout must be more than 0"),

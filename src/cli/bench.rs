@@ -7,9 +7,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
 
-use super::{
-    DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr,
-};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr};
 
 #[derive(FromArgs, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
@@ -42,10 +40,13 @@ pub(crate) struct BenchArgs {
     /// --timeout are lost
     #[argh(switch)]
     udp: bool,
-    /// how long to wait for a connection, for an echo when none comes at all, and for a UDP
-    /// reply before it is lost (default 5s)
+    /// how long to wait for an echo when none comes at all (counted from the last echo or
+    /// connection opened), and for a UDP reply before it is lost (default 5s)
     #[argh(option, from_str_fn(parse_duration))]
     timeout: Option<Duration>,
+    /// how long a connection may take to open (default 5s)
+    #[argh(option, from_str_fn(parse_duration))]
+    connect_timeout: Option<Duration>,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -53,21 +54,10 @@ pub(crate) struct BenchArgs {
 
 impl BenchArgs {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        at_least("-c", self.connections, 1)?;
-        at_least("-s", self.size, BenchConfig::MIN_SIZE)?;
-        at_least("-p", self.depth, 1)?;
         if self.duration.is_some() && self.lines.is_some() {
             return Err("-d and -n cannot be used together".into());
         }
-        if self.duration.is_some_and(|d| d.is_zero()) {
-            return Err("-d must be more than 0".into());
-        }
-        if self.lines == Some(0) {
-            return Err("-n must be at least 1, not 0".into());
-        }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err("--timeout must be more than 0".into());
-        }
+        self.config().check(&flag).map_err(|err| err.to_string())?;
         if self.udp {
             udp_addr(self.addr.as_deref())?;
             if self.mode == Some(Mode::Line) {
@@ -75,7 +65,8 @@ impl BenchArgs {
             }
             if self.size > BenchConfig::MAX_UDP_SIZE {
                 return Err(format!(
-                    "-s must be at most {} with --udp, not {}",
+                    "-s must be from {} to {} with --udp, not {}",
+                    BenchConfig::MIN_SIZE,
                     BenchConfig::MAX_UDP_SIZE,
                     self.size
                 ));
@@ -95,6 +86,7 @@ impl BenchArgs {
             size: self.size,
             limit,
             timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
+            connect_timeout: self.connect_timeout.unwrap_or(BenchConfig::default().connect_timeout),
             mode: self.mode.unwrap_or_default(),
         }
     }
@@ -139,6 +131,19 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let first = report.first_error.as_deref().unwrap_or("unknown");
     eprintln!("echo: {} errors; the first: {first}", report.errors);
     ExitCode::FAILURE
+}
+
+/// The flag of each setting of `BenchConfig`, for its range errors.
+fn flag(field: &'static str) -> &'static str {
+    match field {
+        "connections" => "-c",
+        "depth" => "-p",
+        "size" => "-s",
+        "lines" => "-n",
+        "duration" => "-d",
+        "connect_timeout" => "--connect-timeout",
+        _ => "--timeout",
+    }
 }
 
 /// The progress line on a terminal, rewritten in place once a second; nothing otherwise.

@@ -16,7 +16,7 @@ use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
 use smol_echo::{Conversation, Ending, MAX_DATAGRAM, Mode, UdpClient, UdpReply};
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, udp_addr};
+use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, udp_addr};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -123,13 +123,14 @@ pub(crate) struct ConnectArgs {
 impl ConnectArgs {
     /// Checks the combinations argh cannot.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        in_duration_range("--connect-timeout", self.connect_timeout)?;
+        if let Some(timeout) = self.timeout {
+            in_duration_range("--timeout", timeout)?;
+        }
         if self.udp {
             udp_addr(self.addr.as_deref())?;
             if self.mode.is_some() {
                 return Err("--mode cannot be used with --udp: each line is one datagram".into());
-            }
-            if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
-                return Err("--timeout must be more than 0".into());
             }
         } else if self.timeout.is_some() {
             return Err(

@@ -176,10 +176,11 @@ pub(crate) fn parse_mode(text: &str) -> Result<smol_echo::Mode, String> {
     }
 }
 
-/// A flag that must be at least `min`.
-fn at_least(flag: &str, value: usize, min: usize) -> Result<(), String> {
-    if value < min {
-        return Err(format!("{flag} must be at least {min}, not {value}"));
+/// A duration flag of a command without a library config: more than 0, at most
+/// `smol_echo::MAX_DURATION`, as the configs' own checks say.
+fn in_duration_range(flag: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() || value > smol_echo::MAX_DURATION {
+        return Err(format!("{flag} must be more than 0 and at most 7 days (604800s), not {value:?}"));
     }
     Ok(())
 }
@@ -244,6 +245,80 @@ mod tests {
         }
         assert!(parse_inet_addr("unix:/run/e.sock").is_err());
         assert_eq!(parse_inet_addr("[::1]:7").as_deref(), Ok("[::1]:7"));
+    }
+
+    /// The message of a usage error in `args`, from argh or from the range checks.
+    fn validated(args: &[&str]) -> Result<(), String> {
+        let cli = Cli::from_args(&["echo"], args).map_err(|exit| exit.output)?;
+        cli.command.expect("a subcommand").validate()
+    }
+
+    #[test]
+    fn every_numeric_flag_takes_its_whole_range_and_nothing_past_it() {
+        let week = "604800";
+        let past_week = "604800.001";
+        // Before the flag; then the flag, its lowest and highest values, the values just past
+        // them (none below 0 for durations that take it: -1 is not a duration), and the range
+        // the message must give.
+        for (command, flag, lowest, highest, below, above, range) in [
+            (
+                &["serve"][..],
+                "--max-line",
+                "3",
+                "1073741824",
+                Some("2"),
+                "1073741825",
+                "from 3 to 1073741824",
+            ),
+            (&["serve"], "--max-connections", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["serve"], "--threads", "1", "1024", Some("0"), "1025", "from 1 to 1024"),
+            (&["serve"], "--idle-timeout", "0", week, None, past_week, "from 0 to 7 days"),
+            (&["serve"], "--grace", "0", week, None, past_week, "from 0 to 7 days"),
+            (
+                &["connect"],
+                "--connect-timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+            (
+                &["connect", "--udp"],
+                "--timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+            (&["bench"], "-c", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["bench"], "-p", "1", "65536", Some("0"), "65537", "from 1 to 65536"),
+            (&["bench"], "-s", "8", "16777216", Some("7"), "16777217", "from 8 to 16777216"),
+            (&["bench", "--udp"], "-s", "8", "65507", Some("7"), "65508", "from 8 to"),
+            (&["bench"], "-n", "1", "18446744073709551615", Some("0"), "18446744073709551616", "-n"),
+            (&["bench"], "-d", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
+            (&["bench"], "--timeout", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
+            (
+                &["bench"],
+                "--connect-timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+        ] {
+            let with =
+                |value: &'static str| -> Vec<&str> { command.iter().copied().chain([flag, value]).collect() };
+            for good in [lowest, highest] {
+                assert_eq!(validated(&with(good)), Ok(()), "{flag} {good}");
+            }
+            for bad in below.into_iter().chain([above]) {
+                let message = validated(&with(bad)).expect_err(bad);
+                assert!(message.contains(flag) && message.contains(range), "{flag} {bad}: {message}");
+            }
+        }
     }
 
     #[test]

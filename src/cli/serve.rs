@@ -12,9 +12,12 @@ use log::LevelFilter;
 use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
 
 use super::{
-    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode,
-    raise_open_file_limit, stdio,
+    DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
+    stdio,
 };
+
+/// The executor threads `--threads` may ask for: more than a thousand only cost memory.
+const THREADS: std::ops::RangeInclusive<usize> = 1..=1024;
 
 #[derive(FromArgs, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
@@ -64,10 +67,18 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        // The shortest line is CR LF; the sentinel needs three bytes.
-        at_least("--max-line", self.max_line, 3)?;
-        at_least("--max-connections", self.max_connections, 1)?;
-        at_least("--threads", self.threads.unwrap_or(1), 1)?;
+        let flag = |field| match field {
+            "max_line" => "--max-line",
+            "max_connections" => "--max-connections",
+            "idle_timeout" => "--idle-timeout",
+            _ => "--grace",
+        };
+        self.config().check(&flag).map_err(|err| err.to_string())?;
+        if let Some(threads) = self.threads
+            && !THREADS.contains(&threads)
+        {
+            return Err(format!("--threads must be from 1 to {}, not {threads}", THREADS.end()));
+        }
         if self.stdio && self.addresses_given() {
             return Err("--listen and --udp cannot be used with --stdio".into());
         }
@@ -160,8 +171,14 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     static EXECUTOR: Executor<'static> = Executor::new();
     // This thread and `threads - 1` helpers all run the executor, and take turns driving the
     // reactor when they have nothing else to do. Helpers end with the process.
-    for _ in 1..threads {
-        thread::spawn(|| async_io::block_on(EXECUTOR.run(future::pending::<()>())));
+    for n in 1..threads {
+        let helper = || async_io::block_on(EXECUTOR.run(future::pending::<()>()));
+        thread::Builder::new().spawn(helper).map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("cannot start executor thread {} of {threads}: {err}", n + 1),
+            )
+        })?;
     }
     async_io::block_on(async {
         let listeners = match activated {
