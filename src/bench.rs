@@ -242,6 +242,9 @@ pub struct BenchReport {
     /// in time. In a UDP bench: corrupted replies, flows that failed (e.g. the port refused), and
     /// flows that got no reply at all.
     pub errors: u64,
+    /// Of `errors`, connections that could not open within the connect timeout (or were
+    /// refused): told apart from the ones that opened and then failed.
+    pub connect_errors: u64,
     /// What went wrong first, for a message.
     pub first_error: Option<String>,
 }
@@ -250,13 +253,13 @@ impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
     /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
-    /// and `loss_pct`, and last `errors`.
+    /// and `loss_pct`, `connect_errors`, and last `errors`.
     ///
     /// # Examples
     ///
     /// ```
     /// let json = smol_echo::BenchReport::default().to_json();
-    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","errors":0}"#));
+    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","connect_errors":0,"errors":0}"#));
     /// ```
     pub fn to_json(&self) -> String {
         let l = &self.latency_us;
@@ -274,7 +277,7 @@ impl BenchReport {
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
                 r#""lines_per_s":{:.1},"mib_per_s":{:.3},"#,
                 r#""latency_us":{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}},"#,
-                r#""mode":"{}",{}"errors":{}}}"#
+                r#""mode":"{}",{}"connect_errors":{},"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -290,6 +293,7 @@ impl BenchReport {
             l.max,
             self.kind(),
             datagrams,
+            self.connect_errors,
             self.errors
         )
     }
@@ -332,7 +336,10 @@ impl fmt::Display for BenchReport {
             "  latency µs  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
-        writeln!(f, "  errors      {:>12}", self.errors)
+        match self.connect_errors {
+            0 => writeln!(f, "  errors      {:>12}", self.errors),
+            n => writeln!(f, "  errors      {:>12}  ({n} could not connect)", self.errors),
+        }
     }
 }
 
@@ -496,14 +503,15 @@ where
     let stuck = supervise(shared, config, start, config.timeout, &finished, progress).await;
     if stuck > 0 {
         let timeout = config.timeout;
-        shared.fail(stuck as u64, format!("{stuck} connection(s) got no echo within {timeout:?}"));
+        let message = format!("{stuck} open connection(s) got no echo within {timeout:?} (--timeout)");
+        shared.fail(stuck as u64, message);
     }
     shared.report(config, quotas.len(), start, None)
 }
 
 /// Waits until every task has dropped its sender of `finished`, calling `progress` once a
 /// second and setting `shared.stop` at the end of the duration. Gives up when no echo at all
-/// has come for `quiet_limit`, or for `config.timeout` after the end of the duration, and then
+/// has come for `quiet_limit` (while no connection is opening), or for `config.timeout` after the end of the duration, and then
 /// tells how many tasks were still running.
 pub(crate) async fn supervise(
     shared: &Shared,
@@ -553,7 +561,9 @@ pub(crate) async fn supervise(
             let elapsed = now - start;
             progress(&Progress { elapsed, lines: shared.lines.get(), errors: shared.errors.get() });
         }
-        if shared.bytes.get() != bytes_seen {
+        // A connection still opening has its own bound, the connect timeout; the no-echo clock
+        // of the others starts again once the last has opened.
+        if shared.bytes.get() != bytes_seen || shared.opening.get() > 0 {
             bytes_seen = shared.bytes.get();
             quiet_since = now;
         }
@@ -590,7 +600,15 @@ async fn connection<A: Target>(
 {
     let stream = match stream {
         Some(stream) => Ok(stream),
-        None => target.open(config.connect_timeout).await,
+        None => {
+            shared.opening.set(shared.opening.get() + 1);
+            let opened = target.open(config.connect_timeout).await;
+            shared.opening.set(shared.opening.get() - 1);
+            if opened.is_err() {
+                shared.connect_errors.set(shared.connect_errors.get() + 1);
+            }
+            opened
+        }
     };
     let result = match stream {
         Ok(stream) => {
@@ -620,6 +638,10 @@ pub(crate) struct Shared {
     /// Bytes echoed intact.
     pub(crate) bytes: Cell<u64>,
     pub(crate) errors: Cell<u64>,
+    /// Connections opening now: the no-echo clock does not run while any is.
+    pub(crate) opening: Cell<usize>,
+    /// Of `errors`, connections that could not open.
+    pub(crate) connect_errors: Cell<u64>,
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
     pub(crate) latency: RefCell<Histogram<u64>>,
@@ -636,6 +658,8 @@ impl Shared {
             lines: Cell::new(0),
             bytes: Cell::new(0),
             errors: Cell::new(0),
+            opening: Cell::new(0),
+            connect_errors: Cell::new(0),
             first_error: RefCell::new(None),
             latency: RefCell::new(latency),
             rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
@@ -678,6 +702,7 @@ impl Shared {
             mode: if datagrams.is_some() { Mode::Raw } else { config.mode },
             datagrams,
             errors: self.errors.get(),
+            connect_errors: self.connect_errors.get(),
             first_error: self.first_error.borrow().clone(),
         }
     }

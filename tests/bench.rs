@@ -57,6 +57,7 @@ fn json_report_holds_every_field_with_sane_values() {
         "mib_per_s",
         "latency_us",
         "mode",
+        "connect_errors",
         "errors",
     ];
     expected.sort();
@@ -228,6 +229,68 @@ fn a_bench_at_the_top_of_the_depth_and_size_ranges_runs() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
         assert_eq!(report(&output)["lines"], 2, "{args:?}");
     }
+}
+
+/// A line server that accepts one connection every 2 ms: a burst of connections overflows its
+/// listen backlog, and the ones left out open only when their SYN is sent again, a second or
+/// more later. Each connection's lines are echoed by a thread of its own.
+fn slow_accepting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(400) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut chunk = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_no_echo_clock_does_not_run_while_connections_are_still_opening() {
+    let addr = slow_accepting_server().to_string();
+    let output =
+        bench(&[&addr, "-c", "400", "-n", "400", "--timeout", "300ms", "--connect-timeout", "10s", "--json"]);
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!((report["lines"].as_u64(), report["errors"].as_u64()), (Some(400), Some(0)));
+}
+
+#[test]
+fn connections_that_cannot_open_are_told_apart_from_ones_without_an_echo() {
+    // Keeps its backlog full and never accepts: some connections are queued and get no echo,
+    // the others never open.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let output = bench(&[
+        &addr,
+        "-c",
+        "400",
+        "-d",
+        "1s",
+        "--timeout",
+        "300ms",
+        "--connect-timeout",
+        "300ms",
+        "--json",
+    ]);
+    drop(listener);
+    assert_eq!(output.status.code(), Some(1));
+    let report = report(&output);
+    let (errors, connect_errors) =
+        (report["errors"].as_u64().unwrap(), report["connect_errors"].as_u64().unwrap());
+    assert_eq!(errors, 400, "{report}");
+    assert!((1..400).contains(&connect_errors), "{report}");
+    let stderr = stderr(&output);
+    assert!(stderr.contains(&format!("400 errors ({connect_errors} could not connect)")), "{stderr}");
 }
 
 #[test]
@@ -518,11 +581,9 @@ fn udp_through_the_library_reports_datagrams() {
     let datagrams = report.datagrams.expect("datagram counts");
     assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (500, 500, 0));
     assert_eq!((report.lines, report.errors), (500, 0));
-    assert!(
-        report
-            .to_json()
-            .contains(r#""mode":"udp","sent":500,"received":500,"lost":0,"loss_pct":0.000,"errors":0}"#)
-    );
+    assert!(report.to_json().contains(
+        r#""mode":"udp","sent":500,"received":500,"lost":0,"loss_pct":0.000,"connect_errors":0,"errors":0}"#
+    ));
 }
 
 #[test]

@@ -129,7 +129,11 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let first = report.first_error.as_deref().unwrap_or("unknown");
-    eprintln!("echo: {} errors; the first: {first}", report.errors);
+    let could_not_connect = match report.connect_errors {
+        0 => String::new(),
+        n => format!(" ({n} could not connect)"),
+    };
+    eprintln!("echo: {} errors{could_not_connect}; the first: {first}", report.errors);
     ExitCode::FAILURE
 }
 
