@@ -10,12 +10,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -247,13 +248,15 @@ pub struct BenchReport {
     pub connect_errors: u64,
     /// What went wrong first, for a message.
     pub first_error: Option<String>,
+    /// The bench was interrupted before its end (see [`bench_until`]).
+    pub interrupted: bool,
 }
 
 impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
     /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
-    /// and `loss_pct`, `connect_errors`, and last `errors`.
+    /// and `loss_pct`, `interrupted` (only when true), `connect_errors`, and last `errors`.
     ///
     /// # Examples
     ///
@@ -277,7 +280,7 @@ impl BenchReport {
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
                 r#""lines_per_s":{:.1},"mib_per_s":{:.3},"#,
                 r#""latency_us":{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}},"#,
-                r#""mode":"{}",{}"connect_errors":{},"errors":{}}}"#
+                r#""mode":"{}",{}{}"connect_errors":{},"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -293,6 +296,7 @@ impl BenchReport {
             l.max,
             self.kind(),
             datagrams,
+            if self.interrupted { r#""interrupted":true,"# } else { "" },
             self.connect_errors,
             self.errors
         )
@@ -318,8 +322,12 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "{} {who}, depth {}, {}-byte {what}, {:.3} s",
-            self.connections, self.depth, self.size, self.duration_s
+            "{} {who}, depth {}, {}-byte {what}, {:.3} s{}",
+            self.connections,
+            self.depth,
+            self.size,
+            self.duration_s,
+            if self.interrupted { ", interrupted" } else { "" }
         )?;
         match self.datagrams {
             Some(d) => {
@@ -430,7 +438,44 @@ const BUDGET: usize = 32;
 pub async fn bench(
     addr: &str,
     config: &BenchConfig,
+    progress: impl FnMut(&Progress),
+) -> io::Result<BenchReport> {
+    bench_until(addr, config, progress, futures_lite::future::pending()).await
+}
+
+/// [`bench()`], stopped early when `interrupt` completes (a signal, say): no more lines are
+/// sent, the lines in flight get a second (at most `config.timeout`) to come back, and the
+/// report of what was measured says [`BenchReport::interrupted`]. Echoes cut off that way are
+/// not errors.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::{BenchConfig, BenchLimit, Server, ServerConfig};
+///
+/// smol::block_on(async {
+///     let server = Server::new(smol_echo::bind(&["127.0.0.1:0"]).await?, ServerConfig::default());
+///     let addr = server.local_addrs()?[0].to_string();
+///     let (_stop, stopped) = async_channel::bounded::<()>(1);
+///     smol::spawn(server.run(|task| smol::spawn(task).detach(), async move {
+///         stopped.recv().await.ok();
+///     }))
+///     .detach();
+///
+///     let config = BenchConfig { connections: 2, limit: BenchLimit::Lines(u64::MAX), ..Default::default() };
+///     let interrupt = async_io::Timer::after(std::time::Duration::from_millis(200));
+///     let report = smol_echo::bench_until(&addr, &config, |_| {}, async { interrupt.await; }).await?;
+///     assert!(report.interrupted && report.lines > 0);
+///     assert_eq!(report.errors, 0);
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn bench_until(
+    addr: &str,
+    config: &BenchConfig,
     mut progress: impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
 ) -> io::Result<BenchReport> {
     config.check(&|field| field)?;
     config.check_memory()?;
@@ -440,12 +485,12 @@ pub async fn bench(
     if let Some(path) = addr.strip_prefix("unix:") {
         let target = PathBuf::from(path);
         let first = target.open(config.connect_timeout).await.map_err(cannot)?;
-        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
     } else {
         let addrs = async_net::resolve(addr).await.map_err(cannot)?;
         let open = |target: SocketAddr| async move { target.open(config.connect_timeout).await };
         let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
-        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+        Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
     }
 }
 
@@ -483,6 +528,7 @@ async fn drive<'a, A: Target + 'a>(
     target: A,
     first: Async<A::Stream>,
     progress: &mut impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
 ) -> BenchReport
 where
     for<'b> &'b A::Stream: Read + Write,
@@ -500,13 +546,15 @@ where
     }
     drop(running);
 
-    let stuck = supervise(shared, config, start, config.timeout, &finished, progress).await;
-    if stuck > 0 {
+    let Supervised { stuck, interrupted } =
+        supervise(shared, config, start, config.timeout, &finished, progress, interrupt).await;
+    // Echoes cut off by an interruption are not the server's failure.
+    if stuck > 0 && !interrupted {
         let timeout = config.timeout;
         let message = format!("{stuck} open connection(s) got no echo within {timeout:?} (--timeout)");
         shared.fail(stuck as u64, message);
     }
-    shared.report(config, quotas.len(), start, None)
+    BenchReport { interrupted, ..shared.report(config, quotas.len(), start, None) }
 }
 
 /// Waits until every task has dropped its sender of `finished`, calling `progress` once a
@@ -520,7 +568,11 @@ pub(crate) async fn supervise(
     quiet_limit: Duration,
     finished: &async_channel::Receiver<()>,
     progress: &mut impl FnMut(&Progress),
-) -> usize {
+    interrupt: impl Future<Output = ()>,
+) -> Supervised {
+    let mut interrupt = pin!(futures_lite::future::fuse(interrupt));
+    let mut interrupted = false;
+    let mut after_stop = config.timeout;
     let end = match config.limit {
         BenchLimit::Duration(duration) => Some(start + duration),
         BenchLimit::Lines(_) => None,
@@ -530,27 +582,40 @@ pub(crate) async fn supervise(
     let mut quiet_since = start;
     let mut stopped_at = None;
     // Wait for echoes while they keep coming, and after the end no longer than the timeout.
-    let give_up = |quiet_since: Instant, stopped_at: Option<Instant>| {
+    let give_up = |quiet_since: Instant, stopped_at: Option<Instant>, after_stop: Duration| {
         let quiet = quiet_since + quiet_limit;
-        stopped_at.map_or(quiet, |at| quiet.min(at + config.timeout))
+        stopped_at.map_or(quiet, |at| quiet.min(at + after_stop))
     };
     loop {
         let stop_at = end.filter(|_| stopped_at.is_none());
-        let give_up_at = give_up(quiet_since, stopped_at);
+        let give_up_at = give_up(quiet_since, stopped_at, after_stop);
         let wake = [next_tick, give_up_at].into_iter().chain(stop_at).min().unwrap_or(give_up_at);
-        let all_done = async {
+        let interrupt = interrupt.as_mut();
+        let event = async {
             finished.recv().await.ok();
-            true
+            Wake::AllDone
         }
         .or(async {
             Timer::at(wake).await;
-            false
+            Wake::Timer
+        })
+        .or(async {
+            interrupt.await;
+            Wake::Interrupted
         })
         .await;
-        if all_done {
-            return 0;
-        }
         let now = Instant::now();
+        match event {
+            Wake::AllDone => return Supervised { stuck: 0, interrupted },
+            Wake::Interrupted if !interrupted => {
+                // Stop sending, and give the lines in flight a moment, not the whole timeout.
+                interrupted = true;
+                shared.stop.set(true);
+                stopped_at = Some(now);
+                after_stop = config.timeout.min(INTERRUPTED_WAIT);
+            }
+            Wake::Interrupted | Wake::Timer => {}
+        }
         if stop_at.is_some_and(|at| now >= at) {
             // The connections notice at their next echo; each has one in flight.
             shared.stop.set(true);
@@ -567,11 +632,28 @@ pub(crate) async fn supervise(
             bytes_seen = shared.bytes.get();
             quiet_since = now;
         }
-        if now >= give_up(quiet_since, stopped_at) {
-            return finished.sender_count();
+        if now >= give_up(quiet_since, stopped_at, after_stop) {
+            return Supervised { stuck: finished.sender_count(), interrupted };
         }
     }
 }
+
+/// What woke the supervisor.
+enum Wake {
+    AllDone,
+    Timer,
+    Interrupted,
+}
+
+/// How supervision ended: the tasks still running when it gave up, and whether the bench was
+/// interrupted.
+pub(crate) struct Supervised {
+    pub(crate) stuck: usize,
+    pub(crate) interrupted: bool,
+}
+
+/// How long an interrupted bench waits for the lines in flight (at most its timeout).
+const INTERRUPTED_WAIT: Duration = Duration::from_secs(1);
 
 /// Lines each connection sends: `None` for no limit. With a line count, the total is spread
 /// evenly and no connection is opened to send nothing.
@@ -704,6 +786,7 @@ impl Shared {
             errors: self.errors.get(),
             connect_errors: self.connect_errors.get(),
             first_error: self.first_error.borrow().clone(),
+            interrupted: false,
         }
     }
 }

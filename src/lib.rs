@@ -76,8 +76,8 @@ mod udp;
 mod udp_client;
 
 pub use activation::activated;
-pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench};
-pub use bench_udp::bench_udp;
+pub use bench::{BenchConfig, BenchLimit, BenchReport, Datagrams, Latency, Progress, bench, bench_until};
+pub use bench_udp::{bench_udp, bench_udp_until};
 pub use client::{Conversation, Ending, Stream, connect, converse, converse_raw, reader_gone};
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};

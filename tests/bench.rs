@@ -294,6 +294,41 @@ fn connections_that_cannot_open_are_told_apart_from_ones_without_an_echo() {
 }
 
 #[test]
+fn a_signal_stops_the_bench_which_reports_what_it_measured() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0"], 1);
+    let addr = server.addr().to_string();
+    for (signal, status, json) in
+        [(rustix::process::Signal::INT, 130, true), (rustix::process::Signal::TERM, 143, false)]
+    {
+        let mut args = vec![&addr[..], "-c", "2", "-d", "60s"];
+        if json {
+            args.push("--json");
+        }
+        let child = spawn_bench(&args);
+        // Both connections are open: the bench is measuring.
+        for _ in 0..2 {
+            server.wait_for_line("open ", Duration::from_secs(5)).expect("the bench connects");
+        }
+        let started = Instant::now();
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let output = output_within(child, Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert_eq!(output.status.code(), Some(status), "{}", stderr(&output));
+        if json {
+            let report = report(&output);
+            assert_eq!((report["interrupted"].as_bool(), report["errors"].as_u64()), (Some(true), Some(0)));
+        } else {
+            let table = String::from_utf8(output.stdout).unwrap();
+            assert!(
+                table.starts_with("2 connections, depth 1, 64-byte lines, ")
+                    && table.contains(", interrupted\n")
+            );
+        }
+    }
+}
+
+#[test]
 fn duration_with_line_count_is_a_usage_error() {
     let output = bench(&["127.0.0.1:1", "-d", "1s", "-n", "10"]);
     assert_eq!(output.status.code(), Some(2));

@@ -1,10 +1,13 @@
 //! `echo bench`: the load generator.
 
+use std::cell::Cell;
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use async_signal::{Signal, Signals};
+use futures_lite::{StreamExt, future};
 use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
 
 use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr};
@@ -107,10 +110,33 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.unit());
     let config = args.config();
+    let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("echo: cannot handle signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The first SIGINT or SIGTERM stops the bench, which reports what it measured; a second
+    // ends the process at once.
+    let signalled = Cell::new(None);
+    let signal_seen = &signalled;
+    let interrupt = async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            signal_seen.set(Some(signal));
+        }
+        let second = async move {
+            if let Some(Ok(signal)) = signals.next().await {
+                std::process::exit(128 + signal as i32);
+            }
+            future::pending::<()>().await
+        };
+        smol::spawn(second).detach();
+    };
     let result = if args.udp {
-        async_io::block_on(smol_echo::bench_udp(addr, &config, |p| progress.show(p)))
+        smol::block_on(smol_echo::bench_udp_until(addr, &config, |p| progress.show(p), interrupt))
     } else {
-        async_io::block_on(smol_echo::bench(addr, &config, |p| progress.show(p)))
+        smol::block_on(smol_echo::bench_until(addr, &config, |p| progress.show(p), interrupt))
     };
     progress.clear();
     let report = match result {
@@ -124,6 +150,18 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         println!("{}", report.to_json());
     } else {
         print!("{report}");
+    }
+    if let Some(signal) = signalled.get() {
+        // Interrupted, as a shell reports a command a signal ended: 130 for SIGINT, 143 for
+        // SIGTERM; errors are still told.
+        if report.errors > 0 {
+            eprintln!(
+                "echo: {} errors; the first: {}",
+                report.errors,
+                report.first_error.as_deref().unwrap_or("unknown")
+            );
+        }
+        return ExitCode::from(128 + signal as u8);
     }
     if report.errors == 0 {
         return ExitCode::SUCCESS;
