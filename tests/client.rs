@@ -365,8 +365,8 @@ fn an_ipv6_address_in_brackets_connects() {
 
 #[test]
 fn help_explains_the_session_rules() {
-    for name in ["connect", "client"] {
-        let out = Client::run(&[name, "--help"], Vec::new());
+    for (name, help) in [("connect", "--help"), ("client", "--help"), ("connect", "-h")] {
+        let out = Client::run(&[name, help], Vec::new());
         assert!(out.status.success(), "{out:?}");
         let help = String::from_utf8(out.stdout).unwrap();
         assert!(help.contains("\".\" ends the session"), "{help}");

@@ -48,6 +48,12 @@ impl Command {
 pub(crate) fn parse(argv: Vec<String>) -> Result<Command, ExitCode> {
     let name = "echo";
     let mut args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    // Users type -h; argh knows only --help.
+    for arg in &mut args {
+        if *arg == "-h" {
+            *arg = "--help";
+        }
+    }
     // argh has no aliases for subcommands: accept the other names by rewriting the word.
     if let Some(word) = args.first_mut() {
         *word = match *word {
@@ -144,6 +150,9 @@ pub(crate) fn parse_inet_addr(text: &str) -> Result<String, String> {
     let invalid = |why: &str| format!("invalid address '{text}': {why}");
     if text.starts_with("unix:") {
         return Err(invalid("a Unix socket cannot be used here; use host:port"));
+    }
+    if text.starts_with('[') && text.ends_with(']') {
+        return Err(invalid("the port is missing, e.g. [::1]:8007"));
     }
     let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
     port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
@@ -244,6 +253,10 @@ mod tests {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
         assert!(parse_inet_addr("unix:/run/e.sock").is_err());
+        assert_eq!(
+            parse_addr("[::1]"),
+            Err("invalid address '[::1]': the port is missing, e.g. [::1]:8007".into())
+        );
         assert_eq!(parse_inet_addr("[::1]:7").as_deref(), Ok("[::1]:7"));
     }
 
