@@ -236,6 +236,21 @@ fn on_a_terminal_one_ctrl_d_half_closes() {
     assert!(close.contains("lines=1 ") && close.ends_with("reason=eof"), "{close}");
 }
 
+/// The server closes while a line is half typed: the note does not continue the typed text.
+#[test]
+fn on_a_terminal_the_server_closed_note_starts_a_line() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "300ms"], 1);
+    let command = format!("{ECHO} connect {}", server.addr());
+    let mut client = Client::on_terminal(&command);
+    client.write(b"typed\n");
+    client.wait_stdout(b"typed\r\ntyped\r\n", LIMIT);
+    client.write(b"half");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.ends_with("half\r\necho: the server closed the connection\r\n"), "{shown:?}");
+}
+
 #[test]
 fn idle_timeout_with_input_open_prints_echoes_and_a_note() {
     let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "200ms"], 1);
