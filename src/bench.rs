@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::{first_to_connect, within};
 use crate::raw::Mode;
-use crate::session::{duration_in_range, in_range};
+use crate::session::{check_duration, in_range};
 
 /// How long a bench sends lines.
 ///
@@ -127,10 +127,10 @@ impl BenchConfig {
         in_range(name("size"), self.size, BenchConfig::SIZE)?;
         match self.limit {
             BenchLimit::Lines(lines) => in_range(name("lines"), lines, 1..=u64::MAX)?,
-            BenchLimit::Duration(duration) => duration_in_range(name("duration"), duration, above_zero)?,
+            BenchLimit::Duration(duration) => check_duration(name("duration"), duration, above_zero)?,
         }
-        duration_in_range(name("timeout"), self.timeout, above_zero)?;
-        duration_in_range(name("connect_timeout"), self.connect_timeout, above_zero)
+        check_duration(name("timeout"), self.timeout, above_zero)?;
+        check_duration(name("connect_timeout"), self.connect_timeout, above_zero)
     }
 
     /// About how many bytes the connections' buffers take: connections x depth x size, and the

@@ -16,12 +16,14 @@
 //!   systemd ([`activated`]), runs a session per connection on the caller's executor, echoes
 //!   datagrams, and stops gracefully when told to.
 //! - [`converse`]: the client: sends input lines and writes their echoes at the same time, over a
-//!   [`Stream`] (TCP or Unix socket) from [`connect`], until the server closes; returns how it
-//!   ended, an [`Ending`]. [`converse_raw`] does the same for RFC 862, bytes unchanged.
+//!   [`Stream`] (TCP or Unix socket) from [`connect`], until the server closes; returns a
+//!   [`Conversation`]: how it ended (an [`Ending`]) and what the server still owed.
+//!   [`converse_raw`] does the same for RFC 862, bytes unchanged.
 //! - [`UdpClient`]: one datagram at a time, each waiting for its echo, with ping-like
 //!   [`UdpStats`].
 //! - [`bench()`]: the load generator: connections with lines in flight, every echo checked, as
 //!   [`BenchConfig`] says; returns a [`BenchReport`] of lines/s, MiB/s and [`Latency`].
+//!   [`bench_until`] stops early when told (a signal).
 //!
 //! # Examples
 //!
@@ -82,5 +84,5 @@ pub use client::{Conversation, Ending, Stream, connect, converse, converse_raw, 
 pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
-pub use session::{CloseReason, EchoConfig, MAX_DURATION, Session, echo};
+pub use session::{CloseReason, EchoConfig, MAX_DURATION, Session, check_duration, echo};
 pub use udp_client::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};

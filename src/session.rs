@@ -69,9 +69,9 @@ impl EchoConfig {
     pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
         in_range(name("max_line"), self.max_line, EchoConfig::MAX_LINE)?;
         if let Some(idle_timeout) = self.idle_timeout {
-            duration_in_range(name("idle_timeout"), idle_timeout, Duration::ZERO)?;
+            check_duration(name("idle_timeout"), idle_timeout, Duration::ZERO)?;
         }
-        duration_in_range(name("grace"), self.grace, Duration::ZERO)
+        check_duration(name("grace"), self.grace, Duration::ZERO)
     }
 }
 
@@ -93,8 +93,20 @@ pub(crate) fn in_range<T: PartialOrd + fmt::Display>(
 }
 
 /// `InvalidInput` unless `value` is at least `min` (zero, or just above it when `min` is
-/// `Duration::from_nanos(1)`) and at most [`MAX_DURATION`].
-pub(crate) fn duration_in_range(name: &str, value: Duration, min: Duration) -> io::Result<()> {
+/// `Duration::from_nanos(1)`) and at most [`MAX_DURATION`]: the check of every duration setting,
+/// for the durations that have no config.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let above_zero = Duration::from_nanos(1);
+/// assert!(smol_echo::check_duration("timeout", Duration::from_secs(1), above_zero).is_ok());
+/// let err = smol_echo::check_duration("timeout", Duration::ZERO, above_zero).unwrap_err();
+/// assert_eq!(err.to_string(), "timeout must be more than 0 and at most 7 days (604800s), not 0ns");
+/// ```
+pub fn check_duration(name: &str, value: Duration, min: Duration) -> io::Result<()> {
     if (min..=MAX_DURATION).contains(&value) {
         return Ok(());
     }

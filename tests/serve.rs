@@ -337,20 +337,6 @@ fn a_server_at_the_top_of_every_range_serves() {
 }
 
 #[test]
-fn a_thread_that_cannot_be_started_is_a_one_line_error() {
-    // 300 MB of address space cannot hold a thousand thread stacks.
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 300000 && exec \"$0\" serve --listen 127.0.0.1:0 --threads 1000", ECHO])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.starts_with("echo: cannot start executor thread "), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-}
-
-#[test]
 fn no_subcommand_prints_the_usage_and_exits_2() {
     let output = run_echo(&[]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -188,10 +188,7 @@ pub(crate) fn parse_mode(text: &str) -> Result<smol_echo::Mode, String> {
 /// A duration flag of a command without a library config: more than 0, at most
 /// `smol_echo::MAX_DURATION`, as the configs' own checks say.
 fn in_duration_range(flag: &str, value: Duration) -> Result<(), String> {
-    if value.is_zero() || value > smol_echo::MAX_DURATION {
-        return Err(format!("{flag} must be more than 0 and at most 7 days (604800s), not {value:?}"));
-    }
-    Ok(())
+    smol_echo::check_duration(flag, value, Duration::from_nanos(1)).map_err(|err| err.to_string())
 }
 
 /// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
