@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::{InProcessServer, ServerProcess, SocketPath, output_within, spawn_bench, within};
 use futures_lite::future;
 use serde_json::Value;
-use smol_echo::{BenchConfig, BenchLimit, EchoConfig, Mode, ServerConfig};
+use smol_echo::bench::BenchLimit;
+use smol_echo::{BenchConfig, EchoConfig, Mode, ServerConfig};
 
 /// Runs `echo bench ARGS`; a bench still running after 20 s fails the test.
 fn bench(args: &[&str]) -> Output {
@@ -610,9 +611,11 @@ fn udp_through_the_library_reports_datagrams() {
     let server = UdpEcho::start(|_, _| true);
     let config =
         BenchConfig { connections: 2, depth: 8, limit: BenchLimit::Lines(500), ..Default::default() };
-    let report =
-        within(Duration::from_secs(10), smol_echo::bench_udp(&server.addr.to_string(), &config, |_| {}))
-            .unwrap();
+    let report = within(
+        Duration::from_secs(10),
+        smol_echo::bench::bench_udp(&server.addr.to_string(), &config, |_| {}),
+    )
+    .unwrap();
     let datagrams = report.datagrams.expect("datagram counts");
     assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (500, 500, 0));
     assert_eq!((report.lines, report.errors), (500, 0));

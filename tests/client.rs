@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{ECHO, InProcessServer, ServerProcess, SocketPath, within};
 use futures_lite::future;
-use smol_echo::{CloseReason, EchoConfig, Ending, ServerConfig, Session, Stream};
+use smol_echo::client::{Ending, Stream};
+use smol_echo::{CloseReason, EchoConfig, ServerConfig, Session};
 
 const LIMIT: Duration = Duration::from_secs(10);
 

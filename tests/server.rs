@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{InProcessServer, ServerProcess, within};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
-use smol_echo::{EchoConfig, Listener, Server, ServerConfig};
+use smol_echo::server::Listener;
+use smol_echo::{EchoConfig, Server, ServerConfig};
 
 fn config(idle: Duration) -> ServerConfig {
     ServerConfig {

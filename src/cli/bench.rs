@@ -8,7 +8,8 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_signal::{Signal, Signals};
 use futures_lite::{StreamExt, future};
-use smol_echo::{BenchConfig, BenchLimit, Mode, Progress};
+use smol_echo::bench::{BenchLimit, Progress, Transport};
+use smol_echo::{BenchConfig, Mode};
 
 use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr};
 
@@ -20,7 +21,7 @@ pub(crate) struct BenchArgs {
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// connections to open (default 50)
-    #[argh(option, short = 'c', default = "50")]
+    #[argh(option, short = 'c', default = "BenchConfig::default().connections")]
     connections: usize,
     /// how long to run: 250ms, 30s, 2m or seconds (default 10s)
     #[argh(option, short = 'd', from_str_fn(parse_duration))]
@@ -30,10 +31,10 @@ pub(crate) struct BenchArgs {
     lines: Option<u64>,
     /// line size in bytes, CR LF included, at least 8 (default 64); with --mode raw or --udp,
     /// the size of a message or datagram (at most 65507 for UDP)
-    #[argh(option, short = 's', default = "64")]
+    #[argh(option, short = 's', default = "BenchConfig::default().size")]
     size: usize,
     /// lines in flight per connection (default 1)
-    #[argh(option, short = 'p', default = "1")]
+    #[argh(option, short = 'p', default = "BenchConfig::default().depth")]
     depth: usize,
     /// line: CR LF lines for a line server; raw: messages of arbitrary bytes for an RFC 862
     /// server (default line)
@@ -81,7 +82,8 @@ impl BenchArgs {
     fn config(&self) -> BenchConfig {
         let limit = match (self.lines, self.duration) {
             (Some(lines), _) => BenchLimit::Lines(lines),
-            (None, duration) => BenchLimit::Duration(duration.unwrap_or(Duration::from_secs(10))),
+            (None, Some(duration)) => BenchLimit::Duration(duration),
+            (None, None) => BenchConfig::default().limit,
         };
         BenchConfig {
             connections: self.connections,
@@ -94,13 +96,9 @@ impl BenchArgs {
         }
     }
 
-    /// What the progress line counts.
-    fn unit(&self) -> &'static str {
-        match (self.udp, self.mode) {
-            (true, _) => "datagrams",
-            (false, Some(Mode::Raw)) => "messages",
-            (false, _) => "lines",
-        }
+    /// What the bench sends, and over what.
+    fn transport(&self) -> Transport {
+        if self.udp { Transport::Udp } else { Transport::stream(self.mode.unwrap_or_default()) }
     }
 }
 
@@ -108,7 +106,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     // Each connection is a descriptor: thousands of them need more than the usual soft limit.
     raise_open_file_limit();
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
-    let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.unit());
+    let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
     let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
         Ok(signals) => signals,
@@ -134,9 +132,9 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         smol::spawn(second).detach();
     };
     let result = if args.udp {
-        smol::block_on(smol_echo::bench_udp_until(addr, &config, |p| progress.show(p), interrupt))
+        smol::block_on(smol_echo::bench::bench_udp_until(addr, &config, |p| progress.show(p), interrupt))
     } else {
-        smol::block_on(smol_echo::bench_until(addr, &config, |p| progress.show(p), interrupt))
+        smol::block_on(smol_echo::bench::bench_until(addr, &config, |p| progress.show(p), interrupt))
     };
     progress.clear();
     let report = match result {

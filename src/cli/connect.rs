@@ -14,7 +14,9 @@ use futures_lite::io::{
 };
 use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
-use smol_echo::{Conversation, Ending, MAX_DATAGRAM, Mode, UdpClient, UdpReply};
+use smol_echo::Mode;
+use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
+use smol_echo::error::context;
 
 use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, udp_addr};
 
@@ -159,13 +161,15 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
         let terminal = io::stdout().is_terminal();
         let ended = match args.mode.unwrap_or_default() {
             Mode::Line => smol_echo::converse(stream, stdin, &mut stdout, terminal).await,
-            Mode::Raw => smol_echo::converse_raw(stream, stdin, &mut stdout, terminal).await,
+            Mode::Raw => smol_echo::client::converse_raw(stream, stdin, &mut stdout, terminal).await,
+            // The library's enums are non-exhaustive; a mode it gains needs a client here first.
+            mode => unreachable!("no client for {mode:?}"),
         };
         // The conversation flushed if it ended well; after a failure, print what can be printed.
         stdout.flush().await.ok();
         let owed = match args.mode.unwrap_or_default() {
-            Mode::Line => "line(s)",
             Mode::Raw => "byte(s)",
+            _ => "line(s)",
         };
         // On a terminal the user may be halfway through typing a line: the note starts a line.
         let note_start = if io::stdin().is_terminal() { "\n" } else { "" };
@@ -186,6 +190,7 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Ok(Conversation { ending: Ending::InputEnded | Ending::Sentinel, .. }) => ExitCode::SUCCESS,
+            Ok(talk) => unreachable!("no exit status for {:?}", talk.ending),
             Err(err) => {
                 eprintln!("echo: {err}");
                 ExitCode::FAILURE
@@ -224,10 +229,10 @@ fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode
         let talked = talked.or(interrupted).await;
         let flushed = stdout.flush().await;
         // The reader of the output left: stop quietly, as over TCP.
-        if matches!(talked, Ok(Ending::OutputClosed)) || flushed.as_ref().is_err_and(smol_echo::reader_gone) {
+        if matches!(talked, Ok(Ending::OutputClosed)) || flushed.as_ref().is_err_and(reader_gone) {
             return ExitCode::from(OUTPUT_CLOSED);
         }
-        let result = talked.map(drop).and(flushed.map_err(context("cannot write the output")));
+        let result = talked.map(drop).and(flushed.map_err(|err| context(err, "cannot write the output")));
         if let Err(err) = &result {
             eprintln!("echo: {err}");
         }
@@ -264,7 +269,7 @@ where
             .take(limit)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(context("cannot read the input"))?;
+            .map_err(|err| context(err, "cannot read the input"))?;
         if read == 0 {
             break;
         }
@@ -289,18 +294,14 @@ where
                     io::Result::Ok(())
                 };
                 match printed.await {
-                    Err(err) if smol_echo::reader_gone(&err) => return Ok(Ending::OutputClosed),
-                    printed => printed.map_err(context("cannot write the output"))?,
+                    Err(err) if reader_gone(&err) => return Ok(Ending::OutputClosed),
+                    printed => printed.map_err(|err| context(err, "cannot write the output"))?,
                 }
             }
             UdpReply::TimedOut => eprintln!("echo: no reply to datagram {number} within {timeout:?}"),
             UdpReply::Refused => eprintln!("echo: no reply to datagram {number}: connection refused"),
+            reply => unreachable!("no message for {reply:?}"),
         }
     }
     Ok(Ending::InputEnded)
-}
-
-/// Puts `what` in front of an error's message, keeping its kind.
-fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
-    move |err| io::Error::new(err.kind(), format!("{what}: {err}"))
 }

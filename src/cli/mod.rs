@@ -4,11 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use smol_echo::Mode;
+use smol_echo::client::Address;
 
 mod bench;
 mod connect;
 mod logger;
 mod serve;
+mod signals;
 mod stdio;
 
 /// The default address of every subcommand.
@@ -136,53 +139,30 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Checks `host:port`, `[v6addr]:port` or `unix:/path` without resolving it, so that a
 /// malformed address is a usage error (status 2) and not a failure to connect or bind (status 1).
 pub(crate) fn parse_addr(text: &str) -> Result<String, String> {
-    match text.strip_prefix("unix:") {
-        Some("") => {
-            Err(format!("invalid address '{text}': the socket path is missing, e.g. unix:/run/echo.sock"))
-        }
-        Some(_) => Ok(text.to_string()),
-        None => parse_inet_addr(text),
-    }
+    let addr: Address = text.parse().map_err(|err: std::io::Error| err.to_string())?;
+    Ok(addr.to_string())
 }
 
 /// Checks `host:port` or `[v6addr]:port`: the addresses of UDP, which has no Unix form here.
 pub(crate) fn parse_inet_addr(text: &str) -> Result<String, String> {
-    let invalid = |why: &str| format!("invalid address '{text}': {why}");
-    if text.starts_with("unix:") {
-        return Err(invalid("a Unix socket cannot be used here; use host:port"));
-    }
-    if text.starts_with('[') && text.ends_with(']') {
-        return Err(invalid("the port is missing, e.g. [::1]:8007"));
-    }
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
-    port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
-    match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {
-        Some(Some(v6)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => Ok(text.to_string()),
-        Some(_) => Err(invalid("the part in brackets must be an IPv6 address")),
-        None if host.is_empty() => Err(invalid("the host is missing")),
-        None if host.contains(':') => Err(invalid("put an IPv6 address in brackets, e.g. [::1]:8007")),
-        None => Ok(text.to_string()),
-    }
+    let addr = Address::inet(text).map_err(|err| err.to_string())?;
+    Ok(addr.to_string())
 }
 
 /// Checks the address of `--udp` for `connect` and `bench`: it was parsed as any address, and
 /// UDP has no Unix form.
 pub(crate) fn udp_addr(addr: Option<&str>) -> Result<(), String> {
     match addr {
-        Some(addr) if addr.starts_with("unix:") => {
-            Err(format!("--udp needs host:port, not a Unix socket ('{addr}')"))
+        Some(text) if matches!(text.parse(), Ok(Address::Unix(_))) => {
+            Err(format!("--udp needs host:port, not a Unix socket ('{text}')"))
         }
         _ => Ok(()),
     }
 }
 
 /// Parses `--mode`: `line` or `raw`.
-pub(crate) fn parse_mode(text: &str) -> Result<smol_echo::Mode, String> {
-    match text {
-        "line" => Ok(smol_echo::Mode::Line),
-        "raw" => Ok(smol_echo::Mode::Raw),
-        _ => Err(format!("invalid mode '{text}': use line or raw")),
-    }
+pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
+    text.parse().map_err(|err: std::io::Error| err.to_string())
 }
 
 /// A duration flag of a command without a library config: more than 0, at most

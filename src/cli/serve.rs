@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use async_executor::Executor;
-use async_signal::{Signal, Signals};
-use futures_lite::{StreamExt, future};
+use futures_lite::future;
 use log::LevelFilter;
-use smol_echo::{EchoConfig, ListenAddr, Mode, Server, ServerConfig, Summary};
+use smol_echo::server::{ListenAddr, Summary};
+use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
     DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
-    stdio,
+    signals, stdio,
 };
 
 /// The executor threads `--threads` may ask for: more than a thousand only cost memory.
@@ -33,25 +33,29 @@ pub(crate) struct ServeArgs {
     udp: Vec<String>,
     /// close a connection that completes no line (raw mode: sends no byte), or takes no echo,
     /// for this long: 250ms, 30s, 2m or seconds; 0 turns both timeouts off (default 30s)
-    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(30)")]
+    #[argh(
+        option,
+        from_str_fn(parse_duration),
+        default = "EchoConfig::default().idle_timeout.unwrap_or_default()"
+    )]
     idle_timeout: Duration,
     /// longest line accepted, in bytes with its CR LF; a longer one closes the connection
     /// (default 65536)
-    #[argh(option, default = "65536")]
+    #[argh(option, default = "EchoConfig::default().max_line")]
     max_line: usize,
     /// connections served at once; more wait in the listen backlog (default 10000)
-    #[argh(option, default = "10000")]
+    #[argh(option, default = "ServerConfig::default().max_connections")]
     max_connections: usize,
     /// executor threads (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
     /// on a signal, time allowed to echo the lines that have arrived; 0 closes at once
     /// (default 5s)
-    #[argh(option, from_str_fn(parse_duration), default = "Duration::from_secs(5)")]
+    #[argh(option, from_str_fn(parse_duration), default = "EchoConfig::default().grace")]
     grace: Duration,
     /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
     /// back as it arrives) (default line)
-    #[argh(option, from_str_fn(parse_mode), default = "Mode::Line")]
+    #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
     mode: Mode,
     /// serve one session on standard input and output, then exit: for inetd (nowait), systemd
     /// (Accept=yes) and ssh forced commands; logs still go to stderr
@@ -150,11 +154,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 /// Serves until a signal; returns the summary and whether UDP was served.
 fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     // First, while this is the only thread: it clears the environment variables it reads.
-    let activated = smol_echo::activated()?.filter(|listeners| !listeners.is_empty());
+    let activated = smol_echo::server::activated()?.filter(|listeners| !listeners.is_empty());
     raise_open_file_limit();
     // Signals are caught before the listening lines go out, so that whoever waits for those
     // lines can signal at once.
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let mut signals = signals::catch()?;
     let mut listen = args.listen.clone();
     listen.extend(args.udp.iter().map(|addr| format!("udp:{addr}")));
     if listen.is_empty() {
@@ -183,7 +187,13 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     async_io::block_on(async {
         let listeners = match activated {
             Some(listeners) => listeners,
-            None => smol_echo::bind(&listen).await?,
+            None => {
+                let bound = smol_echo::server::bind_each(&listen).await?;
+                for failure in bound.failures {
+                    log::warn!("{failure}");
+                }
+                bound.listeners
+            }
         };
         let server = Server::new(listeners, config);
         let addrs = server.local_addrs()?;
@@ -192,29 +202,12 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         }
         let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
-            if let Some(Ok(signal)) = signals.next().await {
-                log::info!("{} received: shutting down", signal_name(signal));
-            }
-            // A second signal ends the process at once, as an impatient operator expects.
-            EXECUTOR
-                .spawn(async move {
-                    if let Some(Ok(signal)) = signals.next().await {
-                        std::process::exit(128 + signal as i32);
-                    }
-                })
-                .detach();
+            signals::first(&mut signals).await;
+            EXECUTOR.spawn(signals::exit_on_next(signals)).detach();
         };
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
         Ok((EXECUTOR.run(serving).await, udp))
     })
-}
-
-pub(super) fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Int => "SIGINT",
-        Signal::Term => "SIGTERM",
-        _ => "signal",
-    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,12 @@ use std::process::ExitCode;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use async_signal::{Signal, Signals};
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_lite::{FutureExt, StreamExt, future};
+use futures_lite::{FutureExt, future};
 use smol::Unblock;
 use smol_echo::{CloseReason, EchoConfig, Mode, Session};
 
-use super::serve::signal_name;
+use super::signals;
 
 /// Standard input and output joined into the one stream a session takes.
 struct Stdio {
@@ -65,7 +64,7 @@ pub(crate) fn run(mode: Mode, config: &EchoConfig) -> ExitCode {
 }
 
 fn serve(mode: Mode, config: &EchoConfig) -> io::Result<Session> {
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let mut signals = signals::catch()?;
     let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     let stdio = Stdio { input: Unblock::new(io::stdin()), output: Unblock::new(output) };
     let started = Instant::now();
@@ -73,13 +72,9 @@ fn serve(mode: Mode, config: &EchoConfig) -> io::Result<Session> {
     // The first signal drains the session as the server drains its connections; a second one
     // ends the process at once.
     let signalled = async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("{} received: shutting down", signal_name(signal));
-        }
+        signals::first(&mut signals).await;
         stop.close();
-        if let Some(Ok(signal)) = signals.next().await {
-            std::process::exit(128 + signal as i32);
-        }
+        signals::exit_on_next(signals).await;
         future::pending().await
     };
     let shutdown = async move {

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use smol_echo::{ListenAddr, Server, ServerConfig, Summary};
+use smol_echo::server::{ListenAddr, Summary};
+use smol_echo::{Server, ServerConfig};
 
 /// The built `echo` binary.
 pub const ECHO: &str = env!("CARGO_BIN_EXE_echo");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
-use crate::failures::Failures;
-use crate::udp_client::RECEIVE_BUFFER;
+use super::failures::Failures;
+use crate::net::{RECEIVE_BUFFER, YIELD_EVERY};
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
 /// ports). A datagram from one is never answered: two echo-like services set to answer each
@@ -21,13 +21,9 @@ pub(crate) const REFUSED_SOURCE_PORTS: [u16; 6] = [0, 7, 9, 13, 19, 37];
 /// The most datagrams answered after the stop: those queued then, but not a flood that goes on.
 const DRAIN_AT_MOST: usize = 4096;
 
-/// Datagrams answered in a row before the task lets others run: under a flood the socket is
-/// always ready, and the loop would otherwise keep its thread.
-const YIELD_EVERY: u32 = 64;
-
 /// What one UDP socket did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Datagrams {
+pub(crate) struct DatagramCounts {
     pub(crate) echoed: u64,
     pub(crate) bytes: u64,
     /// Not answered: from a small service's port or one of the server's own.
@@ -43,10 +39,10 @@ pub(crate) async fn echo_datagrams(
     own_ports: Arc<[u16]>,
     stop: impl Future<Output = ()>,
     backoff: Duration,
-) -> Datagrams {
-    let mut counts = Datagrams::default();
+) -> DatagramCounts {
+    let mut counts = DatagramCounts::default();
     let mut buf = vec![0; RECEIVE_BUFFER];
-    let answer = |datagram: &[u8], peer: SocketAddr, counts: &mut Datagrams| {
+    let answer = |datagram: &[u8], peer: SocketAddr, counts: &mut DatagramCounts| {
         answer(&socket, datagram, peer, &own_ports, counts)
     };
     let serving = async {
@@ -83,7 +79,7 @@ fn answer(
     datagram: &[u8],
     peer: SocketAddr,
     own_ports: &[u16],
-    counts: &mut Datagrams,
+    counts: &mut DatagramCounts,
 ) {
     if REFUSED_SOURCE_PORTS.contains(&peer.port()) || own_ports.contains(&peer.port()) {
         counts.refused += 1;
@@ -110,7 +106,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::udp_client::MAX_DATAGRAM;
+    use crate::net::MAX_DATAGRAM;
 
     async fn round_trip(
         server: &Async<UdpSocket>,
@@ -129,7 +125,10 @@ mod tests {
 
     /// Serves `server` while `checks` run, stops it when they end, and returns its counts with
     /// what the checks returned. A hang fails the test.
-    fn serve_during<T>(server: &Arc<Async<UdpSocket>>, checks: impl Future<Output = T>) -> (Datagrams, T) {
+    fn serve_during<T>(
+        server: &Arc<Async<UdpSocket>>,
+        checks: impl Future<Output = T>,
+    ) -> (DatagramCounts, T) {
         let own_ports = Arc::new([server.get_ref().local_addr().unwrap().port()]);
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let stopped = async move {
@@ -183,7 +182,7 @@ mod tests {
             server.send_to(b"loop", server.get_ref().local_addr().unwrap()).await.unwrap();
             Timer::after(Duration::from_millis(100)).await;
         });
-        assert_eq!(counts, Datagrams { echoed: 0, bytes: 0, refused: 1 });
+        assert_eq!(counts, DatagramCounts { echoed: 0, bytes: 0, refused: 1 });
     }
 
     #[test]

@@ -14,14 +14,14 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 
 #[derive(Default)]
-struct Shared {
+struct StopState {
     stopped: AtomicBool,
     next_id: AtomicU64,
     /// The wakers of the sessions alive now; locked only when one starts or ends, and at stop.
     listeners: Mutex<HashMap<u64, Arc<AtomicWaker>>>,
 }
 
-impl Shared {
+impl StopState {
     fn listeners(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AtomicWaker>>> {
         // The map stays consistent whatever a panicking holder did: each step is one insert or remove.
         self.listeners.lock().unwrap_or_else(PoisonError::into_inner)
@@ -31,7 +31,7 @@ impl Shared {
 /// The sending side: [`Stop::stop`] completes every [`Stopped`] made by [`Stop::listen`].
 #[derive(Default)]
 pub(crate) struct Stop {
-    shared: Arc<Shared>,
+    shared: Arc<StopState>,
 }
 
 impl Stop {
@@ -54,7 +54,7 @@ impl Stop {
 
 /// Completes when the [`Stop`] it came from is stopped.
 pub(crate) struct Stopped {
-    shared: Arc<Shared>,
+    shared: Arc<StopState>,
     id: u64,
     waker: Arc<AtomicWaker>,
 }
@@ -68,7 +68,7 @@ impl Stopped {
 
 /// Whether stop was asked, read without waiting.
 #[derive(Clone)]
-pub(crate) struct StopFlag(Arc<Shared>);
+pub(crate) struct StopFlag(Arc<StopState>);
 
 impl StopFlag {
     pub(crate) fn is_set(&self) -> bool {

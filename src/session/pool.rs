@@ -22,7 +22,8 @@ thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Takes a zero-filled buffer of [`CHUNK`] bytes from this thread's spares, or makes one.
+/// Takes a buffer of [`CHUNK`] bytes from this thread's spares, or makes one. A spare holds
+/// what its last reader left in it: only the bytes a read returns are meaningful.
 pub(crate) fn take() -> Vec<u8> {
     SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_else(|| vec![0; CHUNK])
 }

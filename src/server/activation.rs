@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_io::Async;
 use listenfd::ListenFd;
 
-use crate::listener::{Kind, Listener};
+use super::listener::{Kind, Listener};
 
 /// The sockets systemd (or any manager speaking its protocol) passed to this process, as
 /// `sd_listen_fds` finds them: `LISTEN_PID` is this process and `LISTEN_FDS` counts the
@@ -24,7 +24,7 @@ use crate::listener::{Kind, Listener};
 ///
 /// ```
 /// // Not started by systemd: nothing was passed.
-/// assert!(smol_echo::activated().unwrap().is_none());
+/// assert!(smol_echo::server::activated().unwrap().is_none());
 /// ```
 pub fn activated() -> io::Result<Option<Vec<Listener>>> {
     let for_us = std::env::var("LISTEN_PID").is_ok_and(|pid| pid.parse() == Ok(std::process::id()));

@@ -3,16 +3,25 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::Timer;
 use async_net::TcpStream;
 use async_net::unix::UnixStream;
 use futures_lite::future::{self, FutureExt};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod udp;
+
+pub use crate::net::{Address, MAX_DATAGRAM};
+
+use crate::error::context;
+use crate::net::{first_to_connect, within};
+pub use udp::{UdpClient, UdpReply, UdpStats};
+// The UDP bench opens its sockets as the UDP client does.
+#[cfg(feature = "bench")]
+pub(crate) use udp::{connected_socket, first_address};
 
 /// Buffer size for each direction: big enough that a piped file moves in few system calls.
 const CHUNK: usize = 64 * 1024;
@@ -22,13 +31,14 @@ const CHUNK: usize = 64 * 1024;
 /// # Examples
 ///
 /// ```
-/// use smol_echo::Ending;
+/// use smol_echo::client::Ending;
 ///
 /// // A reset is a failure; the output closed is the reader leaving; the rest are closes.
 /// let failed = |ending| ending == Ending::Reset;
 /// assert!(!failed(Ending::InputEnded));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ending {
     /// The input ended: the connection was half-closed (no `.` sent) and the server closed it
     /// after the last echo.
@@ -51,7 +61,7 @@ pub enum Ending {
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{Conversation, Ending};
+/// use smol_echo::client::{Conversation, Ending};
 ///
 /// let talk = Conversation { ending: Ending::InputEnded, unechoed: 2 };
 /// // Closed with echoes owed: the server dropped something (a line too long, say).
@@ -78,7 +88,7 @@ pub struct Conversation {
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
-/// use smol_echo::Stream;
+/// use smol_echo::client::Stream;
 ///
 /// smol::block_on(async {
 ///     let path = std::env::temp_dir().join(format!("smol-echo-doc-stream-{}.sock", std::process::id()));
@@ -103,6 +113,7 @@ pub struct Conversation {
 /// .unwrap();
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Stream {
     /// A TCP connection, with `TCP_NODELAY` set.
     Tcp(TcpStream),
@@ -164,7 +175,7 @@ impl AsyncWrite for Stream {
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::Stream;
+/// use smol_echo::client::Stream;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -178,11 +189,11 @@ impl AsyncWrite for Stream {
 /// ```
 pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
     let attempt = async {
-        match addr.strip_prefix("unix:") {
-            Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            None => {
+        match addr.parse()? {
+            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Address::Inet(addr) => {
                 let (stream, _) =
-                    first_to_connect(&async_net::resolve(addr).await?, TcpStream::connect).await?;
+                    first_to_connect(&async_net::resolve(&*addr).await?, TcpStream::connect).await?;
                 // Typed lines are small and should not wait for an acknowledgement to be sent.
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
@@ -190,34 +201,6 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
         }
     };
     within(timeout, attempt).await
-}
-
-/// `fut`, or a `TimedOut` error once `timeout` has passed.
-pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    fut.or(async {
-        Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
-    })
-    .await
-}
-
-/// Tries `connect` on each of `addrs` in turn: the first connection made, and its address, or
-/// the last failure.
-pub(crate) async fn first_to_connect<T, F>(
-    addrs: &[SocketAddr],
-    mut connect: impl FnMut(SocketAddr) -> F,
-) -> io::Result<(T, SocketAddr)>
-where
-    F: Future<Output = io::Result<T>>,
-{
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
-    for &addr in addrs {
-        match connect(addr).await {
-            Ok(connected) => return Ok((connected, addr)),
-            Err(err) => last_error = err,
-        }
-    }
-    Err(last_error)
 }
 
 /// Talks to an echo server over `stream`: sends each line of `input` and writes each echo to
@@ -243,7 +226,8 @@ where
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::future;
-/// use smol_echo::{EchoConfig, Ending};
+/// use smol_echo::EchoConfig;
+/// use smol_echo::client::Ending;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -301,7 +285,8 @@ where
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::future;
-/// use smol_echo::{EchoConfig, Ending};
+/// use smol_echo::EchoConfig;
+/// use smol_echo::client::Ending;
 ///
 /// smol::block_on(async {
 ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -315,7 +300,7 @@ where
 ///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
 ///     let mut printed = Vec::new();
 ///     let input = &b"no\nline\r\nends\0\xff.\r\n"[..];
-///     let talk = smol_echo::converse_raw(stream, input, &mut printed, false).await?;
+///     let talk = smol_echo::client::converse_raw(stream, input, &mut printed, false).await?;
 ///     assert_eq!((talk.ending, talk.unechoed), (Ending::InputEnded, 0));
 ///     assert_eq!(printed, input);
 ///     server.await
@@ -641,8 +626,8 @@ async fn write_out<W: AsyncWrite + Unpin>(
 /// ```
 /// use std::io;
 ///
-/// assert!(smol_echo::reader_gone(&io::ErrorKind::BrokenPipe.into()));
-/// assert!(!smol_echo::reader_gone(&io::ErrorKind::PermissionDenied.into()));
+/// assert!(smol_echo::client::reader_gone(&io::ErrorKind::BrokenPipe.into()));
+/// assert!(!smol_echo::client::reader_gone(&io::ErrorKind::PermissionDenied.into()));
 /// ```
 pub fn reader_gone(err: &io::Error) -> bool {
     matches!(
@@ -662,12 +647,10 @@ fn ended_by(err: io::Error) -> io::Result<Ending> {
     }
 }
 
-fn context(err: io::Error, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
     use async_net::TcpListener;
     use futures_lite::future::block_on;

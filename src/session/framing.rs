@@ -7,7 +7,7 @@ use memchr::memchr_iter;
 
 /// Why a session must end once the lines before the stop point are echoed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub(crate) enum Closing {
     /// The line `.\r\n` arrived.
     Sentinel,
     /// A line grew past the maximum length.
@@ -22,7 +22,7 @@ pub(crate) struct Scan {
     /// How many complete lines `buf[..echo_end]` holds.
     pub(crate) lines: u64,
     /// Set when the bytes after `echo_end` must not be echoed and the session ends.
-    pub(crate) stop: Option<Stop>,
+    pub(crate) closing: Option<Closing>,
 }
 
 /// Scans `buf`, which starts at the first byte of a line, for complete lines.
@@ -33,7 +33,7 @@ pub(crate) struct Scan {
 pub(crate) fn scan(buf: &[u8], from: usize, max_line: usize) -> Scan {
     let mut line_start = 0;
     let mut lines = 0;
-    let stop = |echo_end, lines, why| Scan { echo_end, lines, stop: Some(why) };
+    let closing = |echo_end, lines, why| Scan { echo_end, lines, closing: Some(why) };
     for lf in memchr_iter(b'\n', &buf[from..]).map(|i| from + i) {
         // A bare LF (no CR of this same line before it) is data, not a line end.
         if lf == line_start || buf[lf - 1] != b'\r' {
@@ -41,18 +41,18 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_line: usize) -> Scan {
         }
         let len = lf + 1 - line_start;
         if len > max_line {
-            return stop(line_start, lines, Stop::TooLong);
+            return closing(line_start, lines, Closing::TooLong);
         }
         if len == 3 && buf[line_start] == b'.' {
-            return stop(line_start, lines, Stop::Sentinel);
+            return closing(line_start, lines, Closing::Sentinel);
         }
         lines += 1;
         line_start = lf + 1;
     }
     if buf.len() - line_start > max_line {
-        return stop(line_start, lines, Stop::TooLong);
+        return closing(line_start, lines, Closing::TooLong);
     }
-    Scan { echo_end: line_start, lines, stop: None }
+    Scan { echo_end: line_start, lines, closing: None }
 }
 
 #[cfg(test)]
@@ -60,7 +60,7 @@ mod tests {
     use super::*;
 
     fn complete(echo_end: usize, lines: u64) -> Scan {
-        Scan { echo_end, lines, stop: None }
+        Scan { echo_end, lines, closing: None }
     }
 
     #[test]
@@ -95,8 +95,8 @@ mod tests {
     #[test]
     fn sentinel_stops_before_itself() {
         let s = scan(b"a\r\n.\r\nb\r\n", 0, 100);
-        assert_eq!(s, Scan { echo_end: 3, lines: 1, stop: Some(Stop::Sentinel) });
-        assert_eq!(scan(b".\r\n", 0, 100).stop, Some(Stop::Sentinel));
+        assert_eq!(s, Scan { echo_end: 3, lines: 1, closing: Some(Closing::Sentinel) });
+        assert_eq!(scan(b".\r\n", 0, 100).closing, Some(Closing::Sentinel));
     }
 
     #[test]
@@ -114,14 +114,14 @@ mod tests {
         assert_eq!(scan(&exact, 0, 10), complete(10, 1));
         let over = [&[b'x'; 9][..], b"\r\n"].concat();
         let s = scan(&over, 0, 10);
-        assert_eq!(s, Scan { echo_end: 0, lines: 0, stop: Some(Stop::TooLong) });
+        assert_eq!(s, Scan { echo_end: 0, lines: 0, closing: Some(Closing::TooLong) });
     }
 
     #[test]
     fn partial_line_past_max_stops_without_waiting_for_crlf() {
         let buf = [&b"ok\r\n"[..], &[b'x'; 11]].concat();
         let s = scan(&buf, 0, 10);
-        assert_eq!(s, Scan { echo_end: 4, lines: 1, stop: Some(Stop::TooLong) });
+        assert_eq!(s, Scan { echo_end: 4, lines: 1, closing: Some(Closing::TooLong) });
         // A partial line of exactly max bytes may still end at EOF: keep waiting.
         assert_eq!(scan(&[b'x'; 10], 0, 10), complete(0, 0));
     }

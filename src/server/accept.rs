@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use async_io::Async;
 
-use crate::listener::SocketFile;
+use super::listener::SocketFile;
 
 /// Takes connections from whichever listener has one.
 ///
@@ -18,7 +18,7 @@ use crate::listener::SocketFile;
 /// its backlog is drained before waiting again, so a burst costs one wait, not one per client.
 #[derive(Debug)]
 pub(crate) struct Acceptor {
-    listeners: Vec<Listener>,
+    listeners: Vec<Watched>,
     /// Where the next search starts, so that a busy listener cannot starve the others.
     next: usize,
 }
@@ -36,7 +36,7 @@ pub(crate) enum StreamListener {
 }
 
 #[derive(Debug)]
-struct Listener {
+struct Watched {
     socket: StreamListener,
     /// The last readiness has not yet been used up by an accept that would block.
     ready: bool,
@@ -51,7 +51,7 @@ pub(crate) enum Accepted {
 
 impl Acceptor {
     pub(crate) fn new(listeners: Vec<StreamListener>) -> Acceptor {
-        let listeners = listeners.into_iter().map(|socket| Listener { socket, ready: false }).collect();
+        let listeners = listeners.into_iter().map(|socket| Watched { socket, ready: false }).collect();
         Acceptor { listeners, next: 0 }
     }
 

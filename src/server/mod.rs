@@ -2,38 +2,64 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
-use async_lock::Semaphore;
+use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
-use crate::accept::{Accepted, Acceptor, StreamListener};
-use crate::conn::SocketConn;
-use crate::failures::Failures;
-use crate::listener::{Kind, ListenAddr, Listener};
-use crate::raw::Mode;
-use crate::session::EchoConfig;
-use crate::stop::{Stop, Stopped};
-use crate::udp::{self, Datagrams};
+mod accept;
+#[cfg(feature = "systemd")]
+mod activation;
+mod conn;
+mod failures;
+mod listener;
+mod permits;
+mod stop;
+mod udp;
+
+#[cfg(feature = "systemd")]
+pub use activation::activated;
+pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
+
+use crate::session::{EchoConfig, Mode};
+use accept::{Accepted, Acceptor, StreamListener};
+use conn::SocketConn;
+use failures::Failures;
+use listener::Kind;
+use permits::Permits;
+use stop::{Stop, Stopped};
+use udp::DatagramCounts;
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connection's task, handed to the caller's executor.
-pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// How the server treats connections.
 ///
 /// # Examples
 ///
 /// ```
-/// let config = smol_echo::ServerConfig::default();
+/// // What a spawn function given to `Server::run` receives: any executor can run it.
+/// let task: smol_echo::server::ConnectionTask = Box::pin(async {});
+/// futures_lite::future::block_on(task);
+/// ```
+pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How the server treats connections.
+///
+/// Fields may be added in a minor release: build one from `..Default::default()`, as below, so
+/// that such an addition breaks no caller.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::{Mode, ServerConfig};
+///
+/// let config = ServerConfig { mode: Mode::Raw, ..ServerConfig::default() };
 /// assert_eq!(config.max_connections, 10000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +103,13 @@ impl Default for ServerConfig {
 
 /// What a server did from start to shutdown.
 ///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
+///
 /// # Examples
 ///
 /// ```
-/// let summary = smol_echo::Summary::default();
+/// let summary = smol_echo::server::Summary::default();
 /// assert_eq!(summary.connections, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,91 +193,121 @@ impl Server {
         // sees the channel close when the last session ends.
         let stop = Stop::default();
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let permits = Permits::new(config.max_connections);
 
-        let (mut streams, mut datagram_sockets) = (Vec::new(), Vec::new());
-        for listener in listeners {
-            let addr = listener.local_addr();
-            match listener.0 {
-                Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
-                Kind::Unix(socket, file) => {
-                    // What the listener's nameless peers are logged as.
-                    let name = addr.map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
-                    streams.push(StreamListener::Unix { socket, name, _file: file });
-                }
-                Kind::Udp(socket) => datagram_sockets.push(socket),
-            }
-        }
-        // A datagram from one of these ports could be the server's own echo coming back.
-        let own_ports: Arc<[u16]> = datagram_sockets
-            .iter()
-            .filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port()))
-            .collect();
-        for socket in datagram_sockets {
-            let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
-            spawn(datagram_task(datagrams, totals.clone(), done_tx.clone()));
-        }
+        let (streams, datagram_sockets) = by_kind(listeners);
+        serve_datagrams(datagram_sockets, &stop, &totals, &done_tx, &spawn);
         let mut acceptor = Acceptor::new(streams);
-
-        let accept_all = async {
-            let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
-            loop {
-                let permit = match permits.try_acquire_arc() {
-                    Some(permit) => permit,
-                    None => {
-                        log::debug!(
-                            "{} connections open: accepting again when one closes",
-                            config.max_connections
-                        );
-                        permits.acquire_arc().await
-                    }
-                };
-                let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        let (level, message) = failures.failed(&err, Instant::now());
-                        log::log!(level, "{message}");
-                        Timer::after(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                };
-                let done = done_tx.clone();
-                spawn(connection(accepted, &config, stop.listen(), totals.clone(), (permit, done)));
-            }
-        };
-        accept_all.or(shutdown).await;
+        let accepting = accept_all(&mut acceptor, &permits, &config, &stop, &totals, &done_tx, &spawn);
+        accepting.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
-        log::debug!(
-            "listeners closed; {} sessions draining",
-            config.max_connections - permits.available_permits()
-        );
+        log::debug!("listeners closed; {} sessions draining", config.max_connections - permits.available());
         stop.stop();
         drop(done_tx);
-        // Sessions end themselves within the grace period; the margin covers a busy executor.
-        let grace = Timer::after(config.echo.grace + Duration::from_millis(500));
-        async {
-            done_rx.recv().await.ok();
-        }
-        .or(async {
-            grace.await;
-        })
-        .await;
-        let connections = totals.connections.load(Relaxed);
+        wait_for_sessions(&done_rx, config.echo.grace).await;
+        totals.summary()
+    }
+}
+
+impl Totals {
+    fn summary(&self) -> Summary {
+        let connections = self.connections.load(Relaxed);
         Summary {
             connections,
-            lines: totals.lines.load(Relaxed),
-            bytes: totals.bytes.load(Relaxed),
-            datagrams: totals.datagrams.load(Relaxed),
-            refused_datagrams: totals.refused_datagrams.load(Relaxed),
-            unfinished: connections - totals.closed.load(Relaxed),
+            lines: self.lines.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            datagrams: self.datagrams.load(Relaxed),
+            refused_datagrams: self.refused_datagrams.load(Relaxed),
+            unfinished: connections - self.closed.load(Relaxed),
         }
     }
 }
 
+/// The stream listeners, to accept on, and the UDP sockets, to echo on.
+fn by_kind(listeners: Vec<Listener>) -> (Vec<StreamListener>, Vec<Arc<Async<UdpSocket>>>) {
+    let (mut streams, mut datagram_sockets) = (Vec::new(), Vec::new());
+    for listener in listeners {
+        let addr = listener.local_addr();
+        match listener.0 {
+            Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
+            Kind::Unix(socket, file) => {
+                // What the listener's nameless peers are logged as.
+                let name = addr.map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
+                streams.push(StreamListener::Unix { socket, name, _file: file });
+            }
+            Kind::Udp(socket) => datagram_sockets.push(socket),
+        }
+    }
+    (streams, datagram_sockets)
+}
+
+/// Spawns the UDP echo of each of `sockets`, until `stop`.
+fn serve_datagrams<H: Clone + Send + 'static>(
+    sockets: Vec<Arc<Async<UdpSocket>>>,
+    stop: &Stop,
+    totals: &Arc<Totals>,
+    hold: &H,
+    spawn: &impl Fn(ConnectionTask),
+) {
+    // A datagram from one of these ports could be the server's own echo coming back.
+    let own_ports: Arc<[u16]> =
+        sockets.iter().filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port())).collect();
+    for socket in sockets {
+        let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
+        spawn(datagram_task(datagrams, totals.clone(), hold.clone()));
+    }
+}
+
+/// Accepts for ever, within the connection limit, and spawns a session per connection. An
+/// accept error is logged (see [`Failures`]) and the loop rests before it tries again.
+async fn accept_all<H: Clone + Send + 'static>(
+    acceptor: &mut Acceptor,
+    permits: &Arc<Permits>,
+    config: &ServerConfig,
+    stop: &Stop,
+    totals: &Arc<Totals>,
+    hold: &H,
+    spawn: &impl Fn(ConnectionTask),
+) {
+    let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
+    loop {
+        let permit = match permits.try_acquire() {
+            Some(permit) => permit,
+            None => {
+                log::debug!("{} connections open: accepting again when one closes", config.max_connections);
+                permits.acquire().await
+            }
+        };
+        let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                let (level, message) = failures.failed(&err, Instant::now());
+                log::log!(level, "{message}");
+                Timer::after(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        spawn(connection(accepted, config, stop.listen(), totals.clone(), (permit, hold.clone())));
+    }
+}
+
+/// Waits until every session has let go of its sender of `done`, or the grace period (with a
+/// margin for a busy executor) is over: sessions end themselves within it.
+async fn wait_for_sessions(done: &async_channel::Receiver<()>, grace: Duration) {
+    let grace = Timer::after(grace + Duration::from_millis(500));
+    async {
+        done.recv().await.ok();
+    }
+    .or(async {
+        grace.await;
+    })
+    .await;
+}
+
 /// One UDP socket's task: its counts go into the totals when it ends, then `hold` is let go.
 fn datagram_task<H: Send + 'static>(
-    datagrams: impl Future<Output = Datagrams> + Send + 'static,
+    datagrams: impl Future<Output = DatagramCounts> + Send + 'static,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
@@ -272,7 +331,7 @@ fn connection<H: Send + 'static>(
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    // Boxed so that awaiting it below moves a pointer, not the whole session state.
+    // Mode::echo boxes the session, so awaiting it below moves a pointer, not the session state.
     let (peer, session) = match accepted {
         Accepted::Tcp(stream, peer) => {
             let stream = SocketConn::new(stream, stop.flag());

@@ -2,63 +2,13 @@
 //! line limit.
 
 use std::future::Future;
-use std::io;
-use std::pin::{Pin, pin};
-use std::time::Instant;
 
-use futures_lite::future::{self, Fuse};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::alarm::Alarm;
-use crate::pool;
-use crate::session::{
-    CloseReason, EchoConfig, Event, Session, echo, half_close, linger, next_event, write_within,
-};
-
-/// How many reads a session makes before it lets others on its thread run.
-const YIELD_EVERY: u32 = 64;
-
-/// Which protocol a session speaks.
-///
-/// # Examples
-///
-/// ```
-/// use futures_lite::future;
-/// use smol_echo::{EchoConfig, Mode};
-///
-/// let mut io = futures_lite::io::Cursor::new(b"no line end".to_vec());
-/// let session = future::block_on(Mode::Raw.echo(&mut io, &EchoConfig::default(), future::pending()));
-/// assert_eq!(session.bytes, 11);
-/// assert_eq!(Mode::default(), Mode::Line);
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// The line protocol of [`echo`]: CR LF lines, the sentinel `.`, the maximum line length.
-    #[default]
-    Line,
-    /// RFC 862: every byte back as it arrives; see [`echo_raw`].
-    Raw,
-}
-
-impl Mode {
-    /// Runs one session of this protocol over `io`: [`echo`] or [`echo_raw`], boxed so that
-    /// either fits where a session goes.
-    pub fn echo<'a, S, F>(
-        self,
-        io: S,
-        config: &EchoConfig,
-        shutdown: F,
-    ) -> Pin<Box<dyn Future<Output = Session> + Send + 'a>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
-        F: Future<Output = ()> + Send + 'a,
-    {
-        match self {
-            Mode::Line => Box::pin(echo(io, config, shutdown)),
-            Mode::Raw => Box::pin(echo_raw(io, config, shutdown)),
-        }
-    }
-}
+use super::config::EchoConfig;
+use super::engine::{self, Framing};
+use super::framing::Scan;
+use super::outcome::Session;
 
 /// Runs one RFC 862 echo session over `io`: every byte read is written back as it is, until the
 /// peer half-closes, a timeout is hit, or `shutdown` completes and what had arrived is echoed.
@@ -85,115 +35,35 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
-    let mut raw = Raw { io, config: config.clone(), alarm: Alarm::default(), grace_deadline: None, bytes: 0 };
-    async move {
-        let mut shutdown = pin!(future::fuse(shutdown));
-        let reason = raw.run(shutdown.as_mut()).await;
-        Session { lines: 0, bytes: raw.bytes, reason }
-    }
+    engine::run(io, Bytes, config, shutdown)
 }
 
-struct Raw<S> {
-    io: S,
-    config: EchoConfig,
-    alarm: Alarm,
-    /// Set once shutdown is asked: the session ends by then whatever it still owes.
-    grace_deadline: Option<Instant>,
-    bytes: u64,
-}
+/// Every byte read is echoed at once: nothing is held across reads, and nothing ends the
+/// session but the peer, a timeout or shutdown.
+struct Bytes;
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
-    async fn run<F: Future<Output = ()>>(&mut self, mut shutdown: Pin<&mut Fuse<F>>) -> CloseReason {
-        let mut idle_deadline = self.deadline_from_now();
-        let mut rounds: u32 = 0;
-        loop {
-            rounds = rounds.wrapping_add(1);
-            // A peer that keeps both directions ready never makes this loop wait: give the other
-            // sessions on this thread their turn.
-            if rounds.is_multiple_of(YIELD_EVERY) {
-                future::yield_now().await;
-            }
-            let (buf, len) = match self.next_event(idle_deadline, shutdown.as_mut()).await {
-                Ok(Event::Read((buf, 0))) => {
-                    pool::give(buf);
-                    return self.close(CloseReason::Eof).await;
-                }
-                Ok(Event::Read((buf, len))) => (buf, len),
-                Ok(Event::Idle) => return self.close(CloseReason::IdleTimeout).await,
-                Ok(Event::Shutdown) if self.grace_deadline.is_some() => {
-                    return self.close(CloseReason::Shutdown).await;
-                }
-                Ok(Event::Shutdown) => {
-                    self.begin_drain();
-                    continue;
-                }
-                Err(err) => return CloseReason::from_error(err),
-            };
-            let written = self.write(&buf[..len], shutdown.as_mut()).await;
-            pool::give(buf);
-            if let Err(reason) = written {
-                return reason;
-            }
-            idle_deadline = self.deadline_from_now();
-            // A peer whose bytes never pause keeps the read ready, and a ready read wins the race
-            // for the next event: look at shutdown here too.
-            if self.grace_deadline.is_none() && future::poll_once(shutdown.as_mut()).await.is_some() {
-                self.begin_drain();
-            }
-        }
+impl Framing for Bytes {
+    fn split(&self, owed: &[u8], _scanned: usize) -> Scan {
+        Scan { echo_end: owed.len(), lines: 0, closing: None }
     }
 
-    /// The idle (or write) deadline for a wait that starts now.
-    fn deadline_from_now(&self) -> Option<Instant> {
-        self.config.idle_timeout.map(|d| Instant::now() + d)
-    }
-
-    /// Shutdown was asked: from now on read only what is already readable.
-    fn begin_drain(&mut self) {
-        self.grace_deadline = Some(Instant::now() + self.config.grace);
-    }
-
-    async fn next_event<F: Future<Output = ()>>(
-        &mut self,
-        idle_deadline: Option<Instant>,
-        shutdown: Pin<&mut Fuse<F>>,
-    ) -> io::Result<Event<(Vec<u8>, usize)>> {
-        let Raw { io, alarm, grace_deadline, .. } = self;
-        let read = future::poll_fn(|cx| pool::poll_read(io, cx));
-        next_event(read, alarm, idle_deadline, *grace_deadline, shutdown).await
-    }
-
-    /// Writes one read's bytes back.
-    async fn write<F: Future<Output = ()>>(
-        &mut self,
-        echo: &[u8],
-        shutdown: Pin<&mut Fuse<F>>,
-    ) -> Result<(), CloseReason> {
-        let Raw { io, alarm, config, grace_deadline, bytes, .. } = self;
-        write_within(io, echo, alarm, config, grace_deadline, shutdown).await?;
-        *bytes += echo.len() as u64;
-        Ok(())
-    }
-
-    async fn close(&mut self, reason: CloseReason) -> CloseReason {
-        let Raw { io, alarm, config, grace_deadline, .. } = self;
-        half_close(io, alarm, config, *grace_deadline).await;
-        // Input may still be arriving only when the server, not the peer, ended the session.
-        if reason == CloseReason::Shutdown {
-            linger(io, alarm, config, *grace_deadline).await;
-        }
-        reason
+    fn max_held(&self) -> usize {
+        0
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::pin::Pin;
     use std::task::{Context, Poll};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
+    use futures_lite::future;
     use futures_lite::io::Cursor;
 
     use super::*;
+    use crate::session::outcome::CloseReason;
 
     fn config(idle: Duration) -> EchoConfig {
         EchoConfig { idle_timeout: Some(idle), grace: Duration::from_millis(100), ..EchoConfig::default() }

@@ -7,21 +7,25 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use async_io::Async;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket_with};
 
+use crate::error::context;
+use crate::net::Address;
+
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
 ///
-/// Made by [`bind`](crate::bind), by [socket activation](crate::activated), or from an
+/// Made by [`bind`], by [socket activation](super::activated), or from an
 /// `async-net` socket bound some other way.
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{ListenAddr, Listener};
+/// use smol_echo::server::{ListenAddr, Listener};
 ///
 /// smol::block_on(async {
 ///     let socket = async_net::UdpSocket::bind("127.0.0.1:0").await?;
@@ -75,18 +79,19 @@ impl From<async_net::UdpSocket> for Listener {
     }
 }
 
-/// Where a [`Listener`] is bound, written the way [`bind`](crate::bind) takes it:
+/// Where a [`Listener`] is bound, written the way [`bind`] takes it:
 /// `127.0.0.1:8007`, `udp:127.0.0.1:8007`, `unix:/run/echo.sock`.
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::ListenAddr;
+/// use smol_echo::server::ListenAddr;
 ///
 /// let addr = ListenAddr::Udp("127.0.0.1:7".parse().unwrap());
 /// assert_eq!(addr.to_string(), "udp:127.0.0.1:7");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ListenAddr {
     /// A TCP listener.
     Tcp(SocketAddr),
@@ -94,6 +99,57 @@ pub enum ListenAddr {
     Udp(SocketAddr),
     /// A Unix stream listener, by its path (empty when it has none).
     Unix(PathBuf),
+}
+
+/// Parses what [`Display`](fmt::Display) writes: the socket addresses are literal, not names.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::server::ListenAddr;
+///
+/// let addr: ListenAddr = "udp:[::1]:7".parse().unwrap();
+/// assert_eq!(addr, ListenAddr::Udp("[::1]:7".parse().unwrap()));
+/// assert!("udp:localhost:7".parse::<ListenAddr>().is_err());
+/// ```
+impl FromStr for ListenAddr {
+    type Err = io::Error;
+
+    fn from_str(text: &str) -> io::Result<ListenAddr> {
+        let literal = |host_port: &str| {
+            host_port.parse::<SocketAddr>().map_err(|err| {
+                context(
+                    io::Error::new(io::ErrorKind::InvalidInput, err),
+                    format_args!("invalid address '{text}'"),
+                )
+            })
+        };
+        Ok(match Wanted::parse(text)? {
+            Wanted::Stream(Address::Unix(path)) => ListenAddr::Unix(path),
+            Wanted::Stream(Address::Inet(host_port)) => ListenAddr::Tcp(literal(&host_port)?),
+            Wanted::Udp(host_port) => ListenAddr::Udp(literal(&host_port)?),
+        })
+    }
+}
+
+/// What one of [`bind`]'s addresses asks for: a stream listener, or with `udp:` a UDP socket.
+enum Wanted {
+    Stream(Address),
+    /// `host:port` or `[v6addr]:port`.
+    Udp(String),
+}
+
+impl Wanted {
+    /// The one place the `udp:` scheme is parsed; [`Address`] parses the rest.
+    fn parse(text: &str) -> io::Result<Wanted> {
+        match text.strip_prefix("udp:") {
+            Some(host_port) => match Address::inet(host_port)? {
+                Address::Inet(host_port) => Ok(Wanted::Udp(host_port)),
+                Address::Unix(_) => unreachable!("Address::inet has no Unix form"),
+            },
+            None => Ok(Wanted::Stream(text.parse()?)),
+        }
+    }
 }
 
 impl fmt::Display for ListenAddr {
@@ -110,7 +166,8 @@ impl fmt::Display for ListenAddr {
 /// `udp:host:port` for UDP, `unix:/path` for a Unix stream socket.
 ///
 /// A host name binds every address it resolves to. An address that fails while another binds
-/// is logged as a warning; none binding is an error. Port 0 picks a free port for each socket.
+/// is left out ([`bind_each`] also returns why); none binding is an error. Port 0 picks a free
+/// port for each socket.
 ///
 /// A Unix socket file left by a server that is gone is replaced; one that a live server
 /// listens on is an error (`AddrInUse`), and so is a path that is not a socket. The file is
@@ -123,26 +180,55 @@ impl fmt::Display for ListenAddr {
 /// assert_eq!(listeners.unwrap().len(), 2);
 /// ```
 pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
+    Ok(bind_each(addrs).await?.listeners)
+}
+
+/// What [`bind_each`] bound, and why the addresses that failed while others bound did.
+#[derive(Debug)]
+pub struct Bound {
+    /// The sockets bound, in the order of the addresses.
+    pub listeners: Vec<Listener>,
+    /// One error per address (or resolved address) that failed, naming it.
+    pub failures: Vec<io::Error>,
+}
+
+/// [`bind`], returning the failures of the addresses that did not bind as well, for the caller
+/// to report: a library logs nothing on its own.
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::future::block_on;
+///
+/// let taken = block_on(smol_echo::bind(&["127.0.0.1:0"])).unwrap();
+/// let busy = taken[0].local_addr().unwrap().to_string();
+/// let bound = block_on(smol_echo::server::bind_each(&[busy.as_str(), "127.0.0.1:0"])).unwrap();
+/// assert_eq!(bound.listeners.len(), 1);
+/// assert!(bound.failures[0].to_string().contains(&busy));
+/// ```
+pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     for addr in addrs.iter().map(AsRef::as_ref) {
-        if let Some(path) = addr.strip_prefix("unix:") {
-            match bind_unix(Path::new(path)) {
-                Ok(listener) => listeners.push(listener),
-                Err(err) => {
-                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+        let (udp, host_port) = match Wanted::parse(addr) {
+            Ok(Wanted::Stream(Address::Unix(path))) => {
+                match bind_unix(&path) {
+                    Ok(listener) => listeners.push(listener),
+                    Err(err) => failures.push(context(err, format_args!("cannot listen on {addr}"))),
                 }
+                continue;
             }
-            continue;
-        }
-        let (udp, host_port) = match addr.strip_prefix("udp:") {
-            Some(rest) => (true, rest),
-            None => (false, addr),
+            Ok(Wanted::Stream(Address::Inet(host_port))) => (false, host_port),
+            Ok(Wanted::Udp(host_port)) => (true, host_port),
+            Err(err) => {
+                failures.push(err);
+                continue;
+            }
         };
-        let resolved = match async_net::resolve(host_port).await {
+        let resolved = match async_net::resolve(&*host_port).await {
             Ok(resolved) => resolved,
             Err(err) => {
-                failures.push(io::Error::new(err.kind(), format!("cannot resolve {host_port}: {err}")));
+                failures.push(context(err, format_args!("cannot resolve {host_port}")));
                 continue;
             }
         };
@@ -162,7 +248,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
                 Ok(listener) => listeners.push(listener),
                 Err(err) => {
                     let name = if udp { ListenAddr::Udp(socket_addr) } else { ListenAddr::Tcp(socket_addr) };
-                    failures.push(io::Error::new(err.kind(), format!("cannot listen on {name}: {err}")))
+                    failures.push(context(err, format_args!("cannot listen on {name}")))
                 }
             }
         }
@@ -176,10 +262,7 @@ pub async fn bind<A: AsRef<str>>(addrs: &[A]) -> io::Result<Vec<Listener>> {
             false => io::Error::new(kind, reasons.join("; ")),
         });
     }
-    for failure in failures {
-        log::warn!("{failure}");
-    }
-    Ok(listeners)
+    Ok(Bound { listeners, failures })
 }
 
 /// Binds a Unix stream listener at `path`, replacing the socket file of a server that is gone.
@@ -355,6 +438,16 @@ mod tests {
             }
         });
         assert!(!path.exists(), "the socket file goes with its listener");
+    }
+
+    #[test]
+    fn each_kind_parses_back_from_its_name() {
+        for name in ["127.0.0.1:8007", "[::1]:0", "udp:127.0.0.1:7", "udp:[::1]:7", "unix:/run/echo.sock"] {
+            assert_eq!(name.parse::<ListenAddr>().unwrap().to_string(), name);
+        }
+        for bad in ["localhost:8007", "udp:unix:/run/echo.sock", "udp:localhost", "unix:"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
     }
 
     #[test]

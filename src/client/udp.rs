@@ -9,14 +9,8 @@ use async_io::{Async, Timer};
 use async_net::UdpSocket;
 use futures_lite::future::{self, FutureExt};
 
-use crate::client::within;
-
-/// The largest UDP payload over IPv4: 65535 bytes less the IP and UDP headers.
-pub const MAX_DATAGRAM: usize = 65_507;
-
-/// Room for the largest datagram of either IP version (65,527 bytes over IPv6), so that none is
-/// cut short: a receive into a smaller buffer truncates without a word.
-pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
+use crate::error::context;
+use crate::net::{MAX_DATAGRAM, RECEIVE_BUFFER, within};
 
 /// What became of one datagram sent by [`UdpClient::ping`].
 ///
@@ -24,12 +18,13 @@ pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::UdpReply;
+/// use smol_echo::client::UdpReply;
 ///
 /// let reply = UdpReply::Echoed(Duration::from_micros(80));
 /// assert!(matches!(reply, UdpReply::Echoed(rtt) if rtt < Duration::from_millis(1)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UdpReply {
     /// Its echo came back, after this round trip.
     Echoed(Duration),
@@ -43,11 +38,14 @@ pub enum UdpReply {
 /// `3 datagrams sent, 2 received, 1 lost (33.3% loss), round trip min/avg/max =
 /// 0.061/0.074/0.087 ms`, with `, N unexpected replies ignored` added when there were some.
 ///
+/// Fields may be added in a minor release; read them, and build one (in tests) from
+/// `..Default::default()`.
+///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::UdpStats;
+/// use smol_echo::client::UdpStats;
 ///
 /// let stats = UdpStats {
 ///     sent: 4,
@@ -141,7 +139,7 @@ impl fmt::Display for UdpStats {
 ///
 /// ```
 /// use std::time::Duration;
-/// use smol_echo::{UdpClient, UdpReply};
+/// use smol_echo::client::{UdpClient, UdpReply};
 ///
 /// smol::block_on(async {
 ///     let server = async_net::UdpSocket::bind("127.0.0.1:0").await?;
@@ -190,6 +188,14 @@ impl UdpClient {
     }
 
     /// The server's address.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let client = futures_lite::future::block_on(smol_echo::client::UdpClient::connect("127.0.0.1:7", Duration::from_secs(1)))?;
+    /// assert_eq!(client.peer_addr()?.to_string(), "127.0.0.1:7");
+    /// # std::io::Result::Ok(())
+    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.peer_addr()
     }
@@ -217,7 +223,7 @@ impl UdpClient {
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => self.socket.send(payload).await,
             other => other,
         };
-        sent.map_err(|err| io::Error::new(err.kind(), format!("cannot send: {err}")))?;
+        sent.map_err(|err| context(err, "cannot send"))?;
         self.stats.sent += 1;
         let deadline = started + timeout;
         loop {
@@ -238,7 +244,7 @@ impl UdpClient {
                 Some(Err(err)) if err.kind() == io::ErrorKind::ConnectionRefused => {
                     return Ok(UdpReply::Refused);
                 }
-                Some(Err(err)) => return Err(io::Error::new(err.kind(), format!("cannot receive: {err}"))),
+                Some(Err(err)) => return Err(context(err, "cannot receive")),
             }
         }
     }

@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
-use crate::bench::{
-    BenchConfig, BenchReport, Datagrams, Progress, SEQ_BYTES, Shared, quotas, stamp, supervise, template,
-};
-use crate::raw::Mode;
-use crate::udp_client::{connected_socket, first_address};
-
-/// Rounds of sending and receiving one flow may do before it lets the others run.
-const BUDGET: usize = 32;
+use super::config::BenchConfig;
+use super::payload::{SEQ_BYTES, stamp, template};
+use super::report::{BenchReport, Datagrams, Progress, Transport};
+use super::run::{BUDGET, Shared, quotas, supervise};
+use crate::client::{connected_socket, first_address};
+use crate::error::context;
+use crate::session::Mode;
 
 /// Loads the UDP echo server at `addr` (`host:port` or `[v6addr]:port`) as `config` says:
 /// `config.connections` flows, each a UDP socket of its own, keep `config.depth` datagrams of
@@ -35,7 +34,7 @@ const BUDGET: usize = 32;
 ///
 /// A datagram whose reply has not come within `config.timeout` is lost, and another is sent in
 /// its place; a reply that comes later is ignored, and so is a second reply to the same
-/// datagram. With [`BenchLimit::Lines`](crate::BenchLimit::Lines) the count is of datagrams
+/// datagram. With [`BenchLimit::Lines`](super::BenchLimit::Lines) the count is of datagrams
 /// sent. The run ends when every flow is done, or when no reply at all has come for twice the
 /// timeout (then what is still in flight is lost), and at the latest `config.timeout` after the
 /// duration. The report's [`Datagrams`] count what was sent, received and lost, and its latency
@@ -47,7 +46,7 @@ const BUDGET: usize = 32;
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit};
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
 ///
 /// smol::block_on(async {
 ///     // A UDP echo server of one datagram at a time.
@@ -62,7 +61,7 @@ const BUDGET: usize = 32;
 ///     .detach();
 ///
 ///     let config = BenchConfig { connections: 2, limit: BenchLimit::Lines(100), ..Default::default() };
-///     let report = smol_echo::bench_udp(&addr, &config, |_| {}).await?;
+///     let report = smol_echo::bench::bench_udp(&addr, &config, |_| {}).await?;
 ///     let datagrams = report.datagrams.unwrap();
 ///     assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (100, 100, 0));
 ///     assert_eq!((report.lines, report.errors), (100, 0));
@@ -79,13 +78,13 @@ pub async fn bench_udp(
 }
 
 /// [`bench_udp()`], stopped early when `interrupt` completes, as
-/// [`bench_until`](crate::bench_until) stops a stream bench: the report says
+/// [`bench_until`](super::bench_until) stops a stream bench: the report says
 /// [`BenchReport::interrupted`].
 ///
 /// # Examples
 ///
 /// ```
-/// use smol_echo::{BenchConfig, BenchLimit};
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
 ///
 /// smol::block_on(async {
 ///     let server = async_net::UdpSocket::bind("127.0.0.1:0").await?;
@@ -100,7 +99,7 @@ pub async fn bench_udp(
 ///
 ///     let config = BenchConfig { connections: 1, limit: BenchLimit::Lines(u64::MAX), ..Default::default() };
 ///     let interrupt = async_io::Timer::after(std::time::Duration::from_millis(200));
-///     let report = smol_echo::bench_udp_until(&addr, &config, |_| {}, async { interrupt.await; }).await?;
+///     let report = smol_echo::bench::bench_udp_until(&addr, &config, |_| {}, async { interrupt.await; }).await?;
 ///     assert!(report.interrupted && report.lines > 0);
 ///     std::io::Result::Ok(())
 /// })
@@ -119,7 +118,7 @@ pub async fn bench_udp_until(
             format!("UDP datagrams can be at most {} bytes, not {}", BenchConfig::MAX_UDP_SIZE, config.size);
         return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     }
-    let cannot = |err: io::Error| io::Error::new(err.kind(), format!("cannot send to {addr}: {err}"));
+    let cannot = |err| context(err, format_args!("cannot send to {addr}"));
     let target = first_address(addr).await.map_err(cannot)?;
     let first = connected_socket(target).map_err(cannot)?;
     let (shared, counts) = (Shared::new(), Counts::default());
@@ -173,7 +172,7 @@ async fn drive<'a>(
     }
     let (sent, received) = (counts.sent.get(), shared.lines.get());
     let datagrams = Datagrams { sent, received, lost: sent - received };
-    BenchReport { interrupted, ..shared.report(config, quotas.len(), start, Some(datagrams)) }
+    BenchReport { interrupted, ..shared.report(config, quotas.len(), Transport::Udp, start, Some(datagrams)) }
 }
 
 /// One flow's task: send its datagrams and check their replies. Failures are counted in
@@ -195,7 +194,7 @@ async fn flow(
             let flow = flow.insert(Flow::new(id, socket, quota, &config, shared, counts));
             poll_fn(|cx| flow.poll_run(cx)).await
         }
-        Err(err) => Err(io::Error::new(err.kind(), format!("cannot open a socket: {err}"))),
+        Err(err) => Err(context(err, "cannot open a socket")),
     };
     if let Err(err) = result {
         shared.fail(1, format!("flow {} to {target}: {err}", id + 1));

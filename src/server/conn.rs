@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use async_io::Async;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::stop::StopFlag;
+use super::stop::StopFlag;
 
 /// A connected stream socket, TCP or Unix, for one session.
 ///

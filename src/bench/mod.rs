@@ -1,0 +1,19 @@
+//! The load generator: connections (or UDP flows) with lines in flight, every echo checked,
+//! latency measured.
+//!
+//! One file per concept: `stream` loads a TCP or Unix stream server ([`bench()`]), `udp` a UDP
+//! one ([`bench_udp`]); `run` holds what both share while they run (the counts, the
+//! supervision, the quotas); `payload` the bytes they send, lines or raw messages with their
+//! sequence numbers; `report` what they return ([`BenchReport`]).
+
+mod config;
+mod payload;
+mod report;
+mod run;
+mod stream;
+mod udp;
+
+pub use config::{BenchConfig, BenchLimit};
+pub use report::{BenchReport, Datagrams, Latency, Progress, Transport};
+pub use stream::{bench, bench_until};
+pub use udp::{bench_udp, bench_udp_until};
