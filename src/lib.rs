@@ -21,12 +21,16 @@
 //!   when told to, with a [`Summary`](server::Summary).
 //! - [`client`]: [`converse`] sends input lines and writes their echoes at the same time, over
 //!   a [`Stream`](client::Stream) (TCP or Unix socket) from [`connect`], until the server
-//!   closes; [`converse_raw`](client::converse_raw) does the same for RFC 862, bytes unchanged.
+//!   closes, and returns a [`Conversation`](client::Conversation): how it ended and what the
+//!   server still owed; [`converse_raw`](client::converse_raw) does the same for RFC 862, bytes
+//!   unchanged.
 //!   [`UdpClient`](client::UdpClient) sends one datagram at a time, each waiting for its echo.
 //! - [`bench`](mod@bench): [`bench()`] is the load generator: connections with lines in
 //!   flight, every echo checked, as [`BenchConfig`] says; it returns a
 //!   [`BenchReport`](bench::BenchReport) of lines/s, MiB/s and latency.
-//!   [`bench_udp`](bench::bench_udp) does the same with datagrams.
+//!   [`bench_udp`](bench::bench_udp) does the same with datagrams;
+//!   [`bench_until`](bench::bench_until) and [`bench_udp_until`](bench::bench_udp_until) stop
+//!   early when told (a signal) and report what they measured.
 //! - [`error`]: [`context`](error::context) puts what was being done in front of an I/O error
 //!   and keeps the error itself as its `source()`.
 //!
@@ -120,4 +124,4 @@ mod session;
 pub use bench::{BenchConfig, bench};
 pub use client::{connect, converse};
 pub use server::{Server, ServerConfig, bind};
-pub use session::{CloseReason, EchoConfig, Mode, Session, echo, echo_raw};
+pub use session::{CloseReason, EchoConfig, MAX_DURATION, Mode, Session, check_duration, echo, echo_raw};

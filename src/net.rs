@@ -65,6 +65,9 @@ impl Address {
         if text.starts_with("unix:") {
             return Err(invalid("a Unix socket cannot be used here; use host:port"));
         }
+        if text.starts_with('[') && text.ends_with(']') {
+            return Err(invalid("the port is missing, e.g. [::1]:8007"));
+        }
         let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
         port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
         match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {

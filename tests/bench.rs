@@ -58,6 +58,7 @@ fn json_report_holds_every_field_with_sane_values() {
         "mib_per_s",
         "latency_us",
         "mode",
+        "connect_errors",
         "errors",
     ];
     expected.sort();
@@ -208,6 +209,124 @@ fn an_unreachable_server_exits_1() {
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     assert!(stderr(&output).starts_with(&format!("echo: cannot connect to {addr}: ")), "{}", stderr(&output));
+}
+
+#[test]
+fn a_bench_needing_more_memory_than_there_is_fails_in_one_line() {
+    let output = bench(&["127.0.0.1:1", "-c", "1000000", "-p", "65536", "-s", "16777216"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr(&output);
+    assert!(stderr.starts_with("echo: the bench would need "), "{stderr}");
+    assert!(stderr.contains("1000000 connections x depth 65536 x 16777216 bytes"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_bench_at_the_top_of_the_depth_and_size_ranges_runs() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--max-line", "16777216"], 1);
+    let addr = server.addr().to_string();
+    for args in [["-p", "65536", "-s", "8"], ["-p", "1", "-s", "16777216"]] {
+        let output = bench(&[&addr, "-c", "1", "-n", "2", "--json", args[0], args[1], args[2], args[3]]);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert_eq!(report(&output)["lines"], 2, "{args:?}");
+    }
+}
+
+/// A line server that accepts one connection every 2 ms: a burst of connections overflows its
+/// listen backlog, and the ones left out open only when their SYN is sent again, a second or
+/// more later. Each connection's lines are echoed by a thread of its own.
+fn slow_accepting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(400) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut chunk = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_no_echo_clock_does_not_run_while_connections_are_still_opening() {
+    let addr = slow_accepting_server().to_string();
+    let output =
+        bench(&[&addr, "-c", "400", "-n", "400", "--timeout", "300ms", "--connect-timeout", "10s", "--json"]);
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!((report["lines"].as_u64(), report["errors"].as_u64()), (Some(400), Some(0)));
+}
+
+#[test]
+fn connections_that_cannot_open_are_told_apart_from_ones_without_an_echo() {
+    // Keeps its backlog full and never accepts: some connections are queued and get no echo,
+    // the others never open.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let output = bench(&[
+        &addr,
+        "-c",
+        "400",
+        "-d",
+        "1s",
+        "--timeout",
+        "300ms",
+        "--connect-timeout",
+        "300ms",
+        "--json",
+    ]);
+    drop(listener);
+    assert_eq!(output.status.code(), Some(1));
+    let report = report(&output);
+    let (errors, connect_errors) =
+        (report["errors"].as_u64().unwrap(), report["connect_errors"].as_u64().unwrap());
+    assert_eq!(errors, 400, "{report}");
+    assert!((1..400).contains(&connect_errors), "{report}");
+    let stderr = stderr(&output);
+    assert!(stderr.contains(&format!("400 errors ({connect_errors} could not connect)")), "{stderr}");
+}
+
+#[test]
+fn a_signal_stops_the_bench_which_reports_what_it_measured() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0"], 1);
+    let addr = server.addr().to_string();
+    for (signal, status, json) in
+        [(rustix::process::Signal::INT, 130, true), (rustix::process::Signal::TERM, 143, false)]
+    {
+        let mut args = vec![&addr[..], "-c", "2", "-d", "60s"];
+        if json {
+            args.push("--json");
+        }
+        let child = spawn_bench(&args);
+        // Both connections are open: the bench is measuring.
+        for _ in 0..2 {
+            server.wait_for_line("open ", Duration::from_secs(5)).expect("the bench connects");
+        }
+        let started = Instant::now();
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let output = output_within(child, Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert_eq!(output.status.code(), Some(status), "{}", stderr(&output));
+        if json {
+            let report = report(&output);
+            assert_eq!((report["interrupted"].as_bool(), report["errors"].as_u64()), (Some(true), Some(0)));
+        } else {
+            let table = String::from_utf8(output.stdout).unwrap();
+            assert!(
+                table.starts_with("2 connections, depth 1, 64-byte lines, ")
+                    && table.contains(", interrupted\n")
+            );
+        }
+    }
 }
 
 #[test]
@@ -500,18 +619,16 @@ fn udp_through_the_library_reports_datagrams() {
     let datagrams = report.datagrams.expect("datagram counts");
     assert_eq!((datagrams.sent, datagrams.received, datagrams.lost), (500, 500, 0));
     assert_eq!((report.lines, report.errors), (500, 0));
-    assert!(
-        report
-            .to_json()
-            .contains(r#""mode":"udp","sent":500,"received":500,"lost":0,"loss_pct":0.000,"errors":0}"#)
-    );
+    assert!(report.to_json().contains(
+        r#""mode":"udp","sent":500,"received":500,"lost":0,"loss_pct":0.000,"connect_errors":0,"errors":0}"#
+    ));
 }
 
 #[test]
 fn udp_usage_errors() {
     for (args, message) in [
         (&["--udp", "unix:/tmp/x.sock"][..], "--udp needs host:port"),
-        (&["--udp", "127.0.0.1:7", "-s", "65508"][..], "-s must be at most 65507 with --udp, not 65508"),
+        (&["--udp", "127.0.0.1:7", "-s", "65508"][..], "-s must be from 8 to 65507 with --udp, not 65508"),
         (&["--udp", "127.0.0.1:7", "--mode", "line"][..], "--mode line does not apply"),
         (&["127.0.0.1:7", "--mode", "lines"][..], "invalid mode 'lines'"),
         (&["127.0.0.1:7", "--timeout", "0"][..], "--timeout must be more than 0"),

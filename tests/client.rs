@@ -237,6 +237,21 @@ fn on_a_terminal_one_ctrl_d_half_closes() {
     assert!(close.contains("lines=1 ") && close.ends_with("reason=eof"), "{close}");
 }
 
+/// The server closes while a line is half typed: the note does not continue the typed text.
+#[test]
+fn on_a_terminal_the_server_closed_note_starts_a_line() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "300ms"], 1);
+    let command = format!("{ECHO} connect {}", server.addr());
+    let mut client = Client::on_terminal(&command);
+    client.write(b"typed\n");
+    client.wait_stdout(b"typed\r\ntyped\r\n", LIMIT);
+    client.write(b"half");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.ends_with("half\r\necho: the server closed the connection\r\n"), "{shown:?}");
+}
+
 #[test]
 fn idle_timeout_with_input_open_prints_echoes_and_a_note() {
     let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "200ms"], 1);
@@ -366,8 +381,8 @@ fn an_ipv6_address_in_brackets_connects() {
 
 #[test]
 fn help_explains_the_session_rules() {
-    for name in ["connect", "client"] {
-        let out = Client::run(&[name, "--help"], Vec::new());
+    for (name, help) in [("connect", "--help"), ("client", "--help"), ("connect", "-h")] {
+        let out = Client::run(&[name, help], Vec::new());
         assert!(out.status.success(), "{out:?}");
         let help = String::from_utf8(out.stdout).unwrap();
         assert!(help.contains("\".\" ends the session"), "{help}");
@@ -415,7 +430,7 @@ fn the_library_connects_to_a_unix_socket_and_half_closes_it() {
         let mut printed = Vec::new();
         let ending =
             smol_echo::converse(stream, &b"one\ntwo"[..], &mut printed, false).await.expect("converse");
-        (ending, printed)
+        (ending.ending, printed)
     });
     // The server saw the end of input, not a sentinel, and still sent both echoes.
     assert_eq!(ending, Ending::InputEnded);
@@ -718,4 +733,144 @@ fn echo_connect_talks_to_echo_serve_over_unix_and_udp() {
     assert!(server.wait_exit(LIMIT).expect("the server exits").success());
     let summary = server.summary();
     assert!(summary.starts_with("shutdown: 1 connections, 2 lines, 2 datagrams"), "{summary}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming, echoes owed, a closed output.
+
+/// A server that reads and counts every byte and never answers.
+fn counting_sink() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = count.clone();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut chunk = vec![0; 64 * 1024];
+        while let Ok(n @ 1..) = stream.read(&mut chunk) {
+            counted.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn a_line_without_end_is_streamed_through_a_bounded_buffer_in_both_modes() {
+    const SENT: u64 = 64 << 20;
+    for mode in ["line", "raw"] {
+        let (addr, received) = counting_sink();
+        let mut client = Client::start(&["connect", &addr.to_string(), "--mode", mode]);
+        let pid = client.pid;
+        let mut stdin = client.stdin.take().unwrap();
+        let (fed, all_fed) = mpsc::channel();
+        thread::spawn(move || {
+            let block = vec![b'a'; 64 * 1024];
+            for _ in 0..SENT / block.len() as u64 {
+                stdin.write_all(&block).expect("feed the client");
+            }
+            // The input stays open: nothing may wait for the line's end.
+            fed.send(stdin).ok();
+        });
+        let deadline = Instant::now() + LIMIT;
+        while received.load(Ordering::Relaxed) < SENT {
+            assert!(Instant::now() < deadline, "{mode}: {} bytes arrived", received.load(Ordering::Relaxed));
+            thread::sleep(Duration::from_millis(5));
+        }
+        let rss = common::rss_of(pid);
+        assert!(rss < 32 << 20, "{mode}: the client holds {rss} bytes");
+        drop(all_fed.recv_timeout(LIMIT));
+        drop(client);
+    }
+}
+
+#[test]
+fn a_close_with_echoes_owed_after_the_input_ended_fails_with_the_count() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--max-line", "100"], 1);
+    let mut input = b"ok\n".to_vec();
+    input.extend([b'a'; 200]);
+    input.push(b'\n');
+    let out = Client::run(&["connect", &server.addr().to_string()], input);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, b"ok\n");
+    assert_eq!(out.stderr, "echo: the server closed the connection with 1 line(s) not echoed\n");
+    assert!(close_line(&server).ends_with("reason=line too long"));
+}
+
+#[test]
+fn a_close_with_a_line_partly_sent_and_input_open_fails_with_the_count() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--max-line", "100"], 1);
+    let mut client = Client::start(&["connect", &server.addr().to_string()]);
+    client.write(b"one\ntwo\n");
+    client.wait_stdout(b"one\ntwo\n", LIMIT);
+    client.write(&[b'a'; 200]);
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, b"one\ntwo\n");
+    assert_eq!(out.stderr, "echo: the server closed the connection with 1 line(s) not echoed\n");
+}
+
+#[test]
+fn a_close_after_the_sentinel_owes_nothing() {
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--max-line", "100"], 1);
+    let out = Client::run(&["connect", &server.addr().to_string()], b"one\n.\nnot sent\n".to_vec());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!((&out.stdout[..], &out.stderr[..]), (&b"one\n"[..], ""));
+}
+
+#[test]
+fn raw_mode_counts_the_bytes_not_echoed() {
+    // Reads five bytes, echoes none, closes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.read_exact(&mut [0; 5]).unwrap();
+    });
+    let mut client = Client::start(&["connect", &addr.to_string(), "--mode", "raw"]);
+    client.write(b"hello");
+    let out = client.finish_keeping_stdin(LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stderr, "echo: the server closed the connection with 5 byte(s) not echoed\n");
+}
+
+/// `echo connect ARGS < endless | head -c 6`: the client's output is closed after a few bytes
+/// while its input goes on. Returns the exit status and stderr.
+fn with_output_closed_early(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(ECHO)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut stdin = child.stdin.take().unwrap();
+    thread::spawn(move || {
+        // Bounded: 64 MiB at most, far more than the pipes and sockets between hold.
+        let block = b"hello\n".repeat(1000);
+        for _ in 0..(64 << 20) / block.len() {
+            if stdin.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.read_exact(&mut [0; 6]).expect("the first echo");
+    drop(stdout);
+    let out = common::output_within(child, LIMIT);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_closed_output_ends_the_client_quietly_with_141_in_every_mode() {
+    let line = server();
+    let raw = raw_server();
+    let udp = UdpServer::echo();
+    let (line, raw, udp) = (line.addr().to_string(), raw.addr().to_string(), udp.addr.to_string());
+    for args in [
+        vec!["connect", &line, "--mode", "line"],
+        vec!["connect", &raw, "--mode", "raw"],
+        vec!["connect", "--udp", &udp],
+    ] {
+        assert_eq!(with_output_closed_early(&args), (Some(141), String::new()), "{args:?}");
+    }
 }

@@ -360,3 +360,66 @@ fn stdio_exits_1_on_an_input_error() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.starts_with("echo: error: "), "{err}");
 }
+
+/// `yes | echo serve --stdio | head -1`: the reader of standard output leaves while input keeps
+/// coming. That is the peer going away (reason `reset`, exit 0), in either mode.
+#[test]
+fn stdio_exits_0_with_reason_reset_when_its_output_is_closed() {
+    for mode in ["line", "raw"] {
+        let mut session = StdioSession::start(&["--mode", mode]);
+        let mut stdin = session.stdin.take().unwrap();
+        // Bounded: 64 MiB at most, far more than the pipes between the processes hold.
+        let feeder = thread::spawn(move || {
+            let block = b"x\r\n".repeat(1024);
+            for _ in 0..(64 << 20) / block.len() {
+                if stdin.write_all(&block).is_err() {
+                    return;
+                }
+            }
+        });
+        session.read(3);
+        // Only the reading thread holds the pipe's read end: replace its channel's receiver.
+        let (_, closed) = mpsc::channel();
+        drop(std::mem::replace(&mut session.stdout, closed));
+        let (status, _, err) = session.finish();
+        feeder.join().unwrap();
+        assert_eq!(status.code(), Some(0), "{mode}: {err}");
+        assert!(close_line(&err).ends_with("reason=reset"), "{mode}: {err}");
+    }
+}
+
+/// Under inetd or systemd `Accept=yes`, a client that sends without reading and then leaves:
+/// the session ends with reason `reset` and the process exits 0.
+#[test]
+fn stdio_on_a_socket_exits_0_with_reason_reset_when_the_client_leaves_without_reading() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = connect(listener.local_addr().unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    let stdout = accepted.try_clone().unwrap();
+    let child = Command::new(ECHO)
+        .args(["serve", "--stdio"])
+        .stdin(std::os::fd::OwnedFd::from(accepted))
+        .stdout(std::os::fd::OwnedFd::from(stdout))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echo serve --stdio");
+    let mut writer = client.try_clone().unwrap();
+    let feeder = thread::spawn(move || {
+        // Bounded: 64 MiB at most; it stops at the first write after the shutdown below.
+        let block = b"never read\r\n".repeat(1000);
+        for _ in 0..(64 << 20) / block.len() {
+            if writer.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    thread::sleep(Duration::from_millis(200));
+    client.shutdown(Shutdown::Both).unwrap();
+    feeder.join().unwrap();
+    // Closed with echoes unread: the kernel resets the connection.
+    drop(client);
+    let output = common::output_within(child, LIMIT);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(close_line(&err).ends_with("reason=reset"), "{err}");
+}

@@ -288,6 +288,55 @@ fn bad_arguments_exit_2_with_a_short_message_and_start_nothing() {
 }
 
 #[test]
+fn numbers_past_their_ranges_are_usage_errors_naming_the_flag_and_the_range() {
+    for (args, flag) in [
+        (&["serve", "--threads", "20000"][..], "--threads"),
+        (&["serve", "--threads", "100000"], "--threads"),
+        (&["serve", "--threads", "0"], "--threads"),
+        (&["serve", "--max-line", "1073741825"], "--max-line"),
+        (&["serve", "--max-connections", "1000001"], "--max-connections"),
+        (&["serve", "--idle-timeout", "604801"], "--idle-timeout"),
+        (&["serve", "--grace", "1e19"], "--grace"),
+        (&["serve", "--stdio", "--max-line", "2"], "--max-line"),
+        (&["connect", "--connect-timeout", "0"], "--connect-timeout"),
+        (&["bench", "-s", "99999999999", "-n", "1"], "-s"),
+        (&["bench", "-p", "100000", "-s", "65536"], "-p"),
+        (&["bench", "-c", "1000001"], "-c"),
+    ] {
+        let output = run_echo(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with(&format!("echo: {flag} must be ")), "{args:?}: {stderr}");
+        assert!(first.contains(" to ") || first.contains(" at most "), "{args:?}: the range: {stderr}");
+    }
+}
+
+#[test]
+fn a_server_at_the_top_of_every_range_serves() {
+    let mut server = ServerProcess::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1024",
+            "--max-line",
+            "1073741824",
+            "--max-connections",
+            "1000000",
+            "--idle-timeout",
+            "604800",
+            "--grace",
+            "604800",
+        ],
+        1,
+    );
+    assert_echoes(&mut connect(server.addr()), b"at the limits\r\n");
+    server.signal(Signal::TERM);
+    assert!(server.wait_exit(LIMIT).expect("exits").success());
+}
+
+#[test]
 fn no_subcommand_prints_the_usage_and_exits_2() {
     let output = run_echo(&[]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -1,9 +1,10 @@
 //! What a bench does: connections, lines in flight, line size, how long.
 
 use std::io;
-use std::time::Duration;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
 
-use crate::session::Mode;
+use crate::session::{Mode, check_duration, in_range};
 
 /// How long a bench sends lines.
 ///
@@ -56,11 +57,14 @@ pub struct BenchConfig {
     pub size: usize,
     /// How long to send, or how many lines.
     pub limit: BenchLimit,
-    /// How long a connection may take to open, and how long the bench waits while no echo at all
-    /// arrives (in particular for the last echoes after the duration). Past it, every connection
-    /// still waiting counts as an error. In a UDP bench, a datagram whose reply has not come
-    /// within it is lost.
+    /// How long the bench waits while no echo at all arrives (in particular for the last
+    /// echoes after the duration); its clock starts again whenever a connection opens or gets
+    /// an echo, so connections still opening do not run it down. Past it, every connection
+    /// still waiting for an echo counts as an error. In a UDP bench, a datagram whose reply has
+    /// not come within it is lost.
     pub timeout: Duration,
+    /// How long a connection may take to open; one that takes longer counts as an error.
+    pub connect_timeout: Duration,
     /// What a stream bench sends: CR LF lines for a line server, or raw messages for an RFC 862
     /// server ([`Mode::Raw`]).
     pub mode: Mode,
@@ -83,17 +87,75 @@ impl BenchConfig {
     /// ```
     pub const MAX_UDP_SIZE: usize = crate::net::MAX_DATAGRAM;
 
-    /// Refuses what no bench can run, with one message for every stream or datagram bench.
-    pub(crate) fn check(&self) -> io::Result<()> {
-        if self.connections == 0 || self.depth == 0 || self.size < BenchConfig::MIN_SIZE {
-            let message = format!(
-                "bench needs a connection or more, a depth of 1 or more, and lines of {} bytes or more",
-                BenchConfig::MIN_SIZE
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    /// The connections a bench may open.
+    pub const CONNECTIONS: RangeInclusive<usize> = 1..=1_000_000;
+
+    /// The lines in flight a connection may keep.
+    pub const DEPTH: RangeInclusive<usize> = 1..=65536;
+
+    /// The sizes of a line (or raw message): at least [`BenchConfig::MIN_SIZE`], at most
+    /// 16 MiB. UDP takes at most [`BenchConfig::MAX_UDP_SIZE`].
+    pub const SIZE: RangeInclusive<usize> = BenchConfig::MIN_SIZE..=16 << 20;
+
+    /// Refuses settings out of their documented ranges ([`BenchConfig::CONNECTIONS`],
+    /// [`BenchConfig::DEPTH`], [`BenchConfig::SIZE`], at least one line, durations above 0 and
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION)). The message names each setting by
+    /// `name(field)`, so that a command line can speak of its flags.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smol_echo::BenchConfig;
+    ///
+    /// let deep = BenchConfig { depth: 100_000, ..BenchConfig::default() };
+    /// let err = deep.check(&|field| if field == "depth" { "-p" } else { field }).unwrap_err();
+    /// assert_eq!(err.to_string(), "-p must be from 1 to 65536, not 100000");
+    /// ```
+    pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
+        let above_zero = Duration::from_nanos(1);
+        in_range(name("connections"), self.connections, BenchConfig::CONNECTIONS)?;
+        in_range(name("depth"), self.depth, BenchConfig::DEPTH)?;
+        in_range(name("size"), self.size, BenchConfig::SIZE)?;
+        match self.limit {
+            BenchLimit::Lines(lines) => in_range(name("lines"), lines, 1..=u64::MAX)?,
+            BenchLimit::Duration(duration) => check_duration(name("duration"), duration, above_zero)?,
         }
-        Ok(())
+        check_duration(name("timeout"), self.timeout, above_zero)?;
+        check_duration(name("connect_timeout"), self.connect_timeout, above_zero)
     }
+
+    /// About how many bytes the connections' buffers take: connections x depth x size, and the
+    /// send time of each line in flight.
+    pub(crate) fn memory_needed(&self) -> u64 {
+        let per_line = self.size as u64 + std::mem::size_of::<Instant>() as u64;
+        (self.connections as u64).saturating_mul(self.depth as u64).saturating_mul(per_line)
+    }
+
+    /// Refuses a bench whose buffers need more memory than the system has available now: an
+    /// allocation that large would abort the process, or swap the machine to a halt.
+    pub(crate) fn check_memory(&self) -> io::Result<()> {
+        let needed = self.memory_needed();
+        let Some(available) = available_memory() else { return Ok(()) };
+        if needed <= available {
+            return Ok(());
+        }
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        let (c, p, s) = (self.connections, self.depth, self.size);
+        let message = format!(
+            "the bench would need {} MiB for {c} connections x depth {p} x {s} bytes, and {} MiB is available",
+            mib(needed),
+            mib(available)
+        );
+        Err(io::Error::new(io::ErrorKind::OutOfMemory, message))
+    }
+}
+
+/// The memory available for new allocations (`MemAvailable` in /proc/meminfo), if known.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find_map(|line| line.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Default for BenchConfig {
@@ -104,6 +166,7 @@ impl Default for BenchConfig {
             size: 64,
             limit: BenchLimit::Duration(Duration::from_secs(10)),
             timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
             mode: Mode::Line,
         }
     }

@@ -15,5 +15,5 @@ mod udp;
 
 pub use config::{BenchConfig, BenchLimit};
 pub use report::{BenchReport, Datagrams, Latency, Progress, Transport};
-pub use stream::bench;
-pub use udp::bench_udp;
+pub use stream::{bench, bench_until};
+pub use udp::{bench_udp, bench_udp_until};

@@ -122,21 +122,26 @@ pub struct BenchReport {
     /// in time. In a UDP bench: corrupted replies, flows that failed (e.g. the port refused), and
     /// flows that got no reply at all.
     pub errors: u64,
+    /// Of `errors`, connections that could not open within the connect timeout (or were
+    /// refused): told apart from the ones that opened and then failed.
+    pub connect_errors: u64,
     /// What went wrong first, for a message.
     pub first_error: Option<String>,
+    /// The bench was interrupted before its end (see [`bench_until`](super::bench_until)).
+    pub interrupted: bool,
 }
 
 impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
     /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
-    /// and `loss_pct`, and last `errors`.
+    /// and `loss_pct`, `interrupted` (only when true), `connect_errors`, and last `errors`.
     ///
     /// # Examples
     ///
     /// ```
     /// let json = smol_echo::bench::BenchReport::default().to_json();
-    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","errors":0}"#));
+    /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","connect_errors":0,"errors":0}"#));
     /// ```
     pub fn to_json(&self) -> String {
         let l = &self.latency_us;
@@ -154,7 +159,7 @@ impl BenchReport {
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
                 r#""lines_per_s":{:.1},"mib_per_s":{:.3},"#,
                 r#""latency_us":{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}},"#,
-                r#""mode":"{}",{}"errors":{}}}"#
+                r#""mode":"{}",{}{}"connect_errors":{},"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -170,6 +175,8 @@ impl BenchReport {
             l.max,
             self.transport.name(),
             datagrams,
+            if self.interrupted { r#""interrupted":true,"# } else { "" },
+            self.connect_errors,
             self.errors
         )
     }
@@ -186,8 +193,12 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "{} {who}, depth {}, {}-byte {what}, {:.3} s",
-            self.connections, self.depth, self.size, self.duration_s
+            "{} {who}, depth {}, {}-byte {what}, {:.3} s{}",
+            self.connections,
+            self.depth,
+            self.size,
+            self.duration_s,
+            if self.interrupted { ", interrupted" } else { "" }
         )?;
         match self.datagrams {
             Some(d) => {
@@ -204,7 +215,10 @@ impl fmt::Display for BenchReport {
             "  latency µs  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
-        writeln!(f, "  errors      {:>12}", self.errors)
+        match self.connect_errors {
+            0 => writeln!(f, "  errors      {:>12}", self.errors),
+            n => writeln!(f, "  errors      {:>12}  ({n} could not connect)", self.errors),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! ends a run, the quotas of lines.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -22,9 +24,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Waits until every task has dropped its sender of `finished`, calling `progress` once a
-/// second and setting `shared.stop` at the end of the duration. Gives up when no echo at all
-/// has come for `quiet_limit`, or for `config.timeout` after the end of the duration, and then
-/// tells how many tasks were still running.
+/// second and setting `shared.stop` at the end of the duration or when `interrupt` completes.
+/// Gives up when no echo at all has come for `quiet_limit` (while no connection is opening),
+/// or for `config.timeout` after the end of the duration (a moment after an interruption), and
+/// then tells how many tasks were still running.
 pub(crate) async fn supervise(
     shared: &Shared,
     config: &BenchConfig,
@@ -32,7 +35,11 @@ pub(crate) async fn supervise(
     quiet_limit: Duration,
     finished: &async_channel::Receiver<()>,
     progress: &mut impl FnMut(&Progress),
-) -> usize {
+    interrupt: impl Future<Output = ()>,
+) -> Supervised {
+    let mut interrupt = pin!(futures_lite::future::fuse(interrupt));
+    let mut interrupted = false;
+    let mut after_stop = config.timeout;
     let end = match config.limit {
         BenchLimit::Duration(duration) => Some(start + duration),
         BenchLimit::Lines(_) => None,
@@ -42,27 +49,40 @@ pub(crate) async fn supervise(
     let mut quiet_since = start;
     let mut stopped_at = None;
     // Wait for echoes while they keep coming, and after the end no longer than the timeout.
-    let give_up = |quiet_since: Instant, stopped_at: Option<Instant>| {
+    let give_up = |quiet_since: Instant, stopped_at: Option<Instant>, after_stop: Duration| {
         let quiet = quiet_since + quiet_limit;
-        stopped_at.map_or(quiet, |at| quiet.min(at + config.timeout))
+        stopped_at.map_or(quiet, |at| quiet.min(at + after_stop))
     };
     loop {
         let stop_at = end.filter(|_| stopped_at.is_none());
-        let give_up_at = give_up(quiet_since, stopped_at);
+        let give_up_at = give_up(quiet_since, stopped_at, after_stop);
         let wake = [next_tick, give_up_at].into_iter().chain(stop_at).min().unwrap_or(give_up_at);
-        let all_done = async {
+        let interrupt = interrupt.as_mut();
+        let event = async {
             finished.recv().await.ok();
-            true
+            Wake::AllDone
         }
         .or(async {
             Timer::at(wake).await;
-            false
+            Wake::Timer
+        })
+        .or(async {
+            interrupt.await;
+            Wake::Interrupted
         })
         .await;
-        if all_done {
-            return 0;
-        }
         let now = Instant::now();
+        match event {
+            Wake::AllDone => return Supervised { stuck: 0, interrupted },
+            Wake::Interrupted if !interrupted => {
+                // Stop sending, and give the lines in flight a moment, not the whole timeout.
+                interrupted = true;
+                shared.stop.set(true);
+                stopped_at = Some(now);
+                after_stop = config.timeout.min(INTERRUPTED_WAIT);
+            }
+            Wake::Interrupted | Wake::Timer => {}
+        }
         if stop_at.is_some_and(|at| now >= at) {
             // The connections notice at their next echo; each has one in flight.
             shared.stop.set(true);
@@ -73,15 +93,34 @@ pub(crate) async fn supervise(
             let elapsed = now - start;
             progress(&Progress { elapsed, lines: shared.lines.get(), errors: shared.errors.get() });
         }
-        if shared.bytes.get() != bytes_seen {
+        // A connection still opening has its own bound, the connect timeout; the no-echo clock
+        // of the others starts again once the last has opened.
+        if shared.bytes.get() != bytes_seen || shared.opening.get() > 0 {
             bytes_seen = shared.bytes.get();
             quiet_since = now;
         }
-        if now >= give_up(quiet_since, stopped_at) {
-            return finished.sender_count();
+        if now >= give_up(quiet_since, stopped_at, after_stop) {
+            return Supervised { stuck: finished.sender_count(), interrupted };
         }
     }
 }
+
+/// What woke the supervisor.
+enum Wake {
+    AllDone,
+    Timer,
+    Interrupted,
+}
+
+/// How supervision ended: the tasks still running when it gave up, and whether the bench was
+/// interrupted.
+pub(crate) struct Supervised {
+    pub(crate) stuck: usize,
+    pub(crate) interrupted: bool,
+}
+
+/// How long an interrupted bench waits for the lines in flight (at most its timeout).
+const INTERRUPTED_WAIT: Duration = Duration::from_secs(1);
 
 /// Lines each connection sends: `None` for no limit. With a line count, the total is spread
 /// evenly and no connection is opened to send nothing.
@@ -104,6 +143,10 @@ pub(crate) struct Shared {
     /// Bytes echoed intact.
     pub(crate) bytes: Cell<u64>,
     pub(crate) errors: Cell<u64>,
+    /// Connections opening now: the no-echo clock does not run while any is.
+    pub(crate) opening: Cell<usize>,
+    /// Of `errors`, connections that could not open.
+    pub(crate) connect_errors: Cell<u64>,
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
     pub(crate) latency: RefCell<Histogram<u64>>,
@@ -120,6 +163,8 @@ impl Shared {
             lines: Cell::new(0),
             bytes: Cell::new(0),
             errors: Cell::new(0),
+            opening: Cell::new(0),
+            connect_errors: Cell::new(0),
             first_error: RefCell::new(None),
             latency: RefCell::new(latency),
             rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
@@ -163,7 +208,9 @@ impl Shared {
             transport,
             datagrams,
             errors: self.errors.get(),
+            connect_errors: self.connect_errors.get(),
             first_error: self.first_error.borrow().clone(),
+            interrupted: false,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! messages, which differ only in the bytes of the ring.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use super::config::BenchConfig;
 use super::payload::{stamp, template, unit};
 use super::report::{BenchReport, Progress, Transport};
-use super::run::{BUDGET, Shared, quotas, supervise};
+use super::run::{BUDGET, Shared, Supervised, quotas, supervise};
 use crate::client::Address;
 use crate::error::context;
 use crate::net::{first_to_connect, within};
@@ -63,22 +63,61 @@ use crate::session::Mode;
 pub async fn bench(
     addr: &str,
     config: &BenchConfig,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
-    config.check()?;
+    bench_until(addr, config, progress, futures_lite::future::pending()).await
+}
+
+/// [`bench()`], stopped early when `interrupt` completes (a signal, say): no more lines are
+/// sent, the lines in flight get a second (at most `config.timeout`) to come back, and the
+/// report of what was measured says [`BenchReport::interrupted`]. Echoes cut off that way are
+/// not errors.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
+/// use smol_echo::{Server, ServerConfig};
+///
+/// smol::block_on(async {
+///     let server = Server::new(smol_echo::bind(&["127.0.0.1:0"]).await?, ServerConfig::default());
+///     let addr = server.local_addrs()?[0].to_string();
+///     let (_stop, stopped) = async_channel::bounded::<()>(1);
+///     smol::spawn(server.run(|task| smol::spawn(task).detach(), async move {
+///         stopped.recv().await.ok();
+///     }))
+///     .detach();
+///
+///     let config = BenchConfig { connections: 2, limit: BenchLimit::Lines(u64::MAX), ..Default::default() };
+///     let interrupt = async_io::Timer::after(std::time::Duration::from_millis(200));
+///     let report = smol_echo::bench::bench_until(&addr, &config, |_| {}, async { interrupt.await; }).await?;
+///     assert!(report.interrupted && report.lines > 0);
+///     assert_eq!(report.errors, 0);
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn bench_until(
+    addr: &str,
+    config: &BenchConfig,
+    mut progress: impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
+) -> io::Result<BenchReport> {
+    config.check(&|field| field)?;
+    config.check_memory()?;
     let cannot = |err| context(err, format_args!("cannot connect to {addr}"));
     let shared = Shared::new();
     let ex = LocalExecutor::new();
     match addr.parse().map_err(cannot)? {
         Address::Unix(target) => {
-            let first = target.open(config.timeout).await.map_err(cannot)?;
-            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+            let first = target.open(config.connect_timeout).await.map_err(cannot)?;
+            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
         }
         Address::Inet(host_port) => {
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
-            let open = |target: SocketAddr| async move { target.open(config.timeout).await };
+            let open = |target: SocketAddr| async move { target.open(config.connect_timeout).await };
             let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
-            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress)).await)
+            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
         }
     }
 }
@@ -117,6 +156,7 @@ async fn drive<'a, A: Target + 'a>(
     target: A,
     first: Async<A::Stream>,
     progress: &mut impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
 ) -> BenchReport
 where
     for<'b> &'b A::Stream: Read + Write,
@@ -134,12 +174,16 @@ where
     }
     drop(running);
 
-    let stuck = supervise(shared, config, start, config.timeout, &finished, progress).await;
-    if stuck > 0 {
+    let Supervised { stuck, interrupted } =
+        supervise(shared, config, start, config.timeout, &finished, progress, interrupt).await;
+    // Echoes cut off by an interruption are not the server's failure.
+    if stuck > 0 && !interrupted {
         let timeout = config.timeout;
-        shared.fail(stuck as u64, format!("{stuck} connection(s) got no echo within {timeout:?}"));
+        let message = format!("{stuck} open connection(s) got no echo within {timeout:?} (--timeout)");
+        shared.fail(stuck as u64, message);
     }
-    shared.report(config, quotas.len(), Transport::stream(config.mode), start, None)
+    let report = shared.report(config, quotas.len(), Transport::stream(config.mode), start, None);
+    BenchReport { interrupted, ..report }
 }
 
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.
@@ -157,7 +201,15 @@ async fn run_connection<A: Target>(
 {
     let stream = match stream {
         Some(stream) => Ok(stream),
-        None => target.open(config.timeout).await,
+        None => {
+            shared.opening.set(shared.opening.get() + 1);
+            let opened = target.open(config.connect_timeout).await;
+            shared.opening.set(shared.opening.get() - 1);
+            if opened.is_err() {
+                shared.connect_errors.set(shared.connect_errors.get() + 1);
+            }
+            opened
+        }
     };
     let result = match stream {
         Ok(stream) => {

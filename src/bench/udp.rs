@@ -72,9 +72,47 @@ use crate::session::Mode;
 pub async fn bench_udp(
     addr: &str,
     config: &BenchConfig,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> io::Result<BenchReport> {
-    config.check()?;
+    bench_udp_until(addr, config, progress, futures_lite::future::pending()).await
+}
+
+/// [`bench_udp()`], stopped early when `interrupt` completes, as
+/// [`bench_until`](super::bench_until) stops a stream bench: the report says
+/// [`BenchReport::interrupted`].
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::bench::{BenchConfig, BenchLimit};
+///
+/// smol::block_on(async {
+///     let server = async_net::UdpSocket::bind("127.0.0.1:0").await?;
+///     let addr = server.local_addr()?.to_string();
+///     smol::spawn(async move {
+///         let mut buf = vec![0; 65536];
+///         while let Ok((n, peer)) = server.recv_from(&mut buf).await {
+///             server.send_to(&buf[..n], peer).await.ok();
+///         }
+///     })
+///     .detach();
+///
+///     let config = BenchConfig { connections: 1, limit: BenchLimit::Lines(u64::MAX), ..Default::default() };
+///     let interrupt = async_io::Timer::after(std::time::Duration::from_millis(200));
+///     let report = smol_echo::bench::bench_udp_until(&addr, &config, |_| {}, async { interrupt.await; }).await?;
+///     assert!(report.interrupted && report.lines > 0);
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn bench_udp_until(
+    addr: &str,
+    config: &BenchConfig,
+    mut progress: impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
+) -> io::Result<BenchReport> {
+    config.check(&|field| field)?;
+    config.check_memory()?;
     if config.size > BenchConfig::MAX_UDP_SIZE {
         let message =
             format!("UDP datagrams can be at most {} bytes, not {}", BenchConfig::MAX_UDP_SIZE, config.size);
@@ -85,7 +123,7 @@ pub async fn bench_udp(
     let first = connected_socket(target).map_err(cannot)?;
     let (shared, counts) = (Shared::new(), Counts::default());
     let ex = LocalExecutor::new();
-    Ok(ex.run(drive(&ex, &shared, &counts, config, target, first, &mut progress)).await)
+    Ok(ex.run(drive(&ex, &shared, &counts, config, target, first, &mut progress, interrupt)).await)
 }
 
 /// Flows counted by how they went, for the flows that got no reply at all.
@@ -99,6 +137,7 @@ struct Counts {
 }
 
 /// Runs the flows to the end and makes the report.
+#[allow(clippy::too_many_arguments)]
 async fn drive<'a>(
     ex: &LocalExecutor<'a>,
     shared: &'a Shared,
@@ -107,6 +146,7 @@ async fn drive<'a>(
     target: SocketAddr,
     first: Async<UdpSocket>,
     progress: &mut impl FnMut(&Progress),
+    interrupt: impl Future<Output = ()>,
 ) -> BenchReport {
     let quotas = quotas(config);
     // As in a stream bench, each task holds a sender and `recv` fails once all are gone.
@@ -122,7 +162,8 @@ async fn drive<'a>(
     // Lost datagrams are replaced, so a pause of one timeout is normal; two are not. Whatever
     // is still in flight when it gives up is lost, which the counts below say already.
     let quiet_limit = config.timeout.saturating_mul(2);
-    supervise(shared, config, start, quiet_limit, &finished, progress).await;
+    let interrupted =
+        supervise(shared, config, start, quiet_limit, &finished, progress, interrupt).await.interrupted;
 
     let flows = quotas.len() as u64;
     let silent = flows - counts.answered.get() - counts.failed.get();
@@ -131,7 +172,7 @@ async fn drive<'a>(
     }
     let (sent, received) = (counts.sent.get(), shared.lines.get());
     let datagrams = Datagrams { sent, received, lost: sent - received };
-    shared.report(config, quotas.len(), Transport::Udp, start, Some(datagrams))
+    BenchReport { interrupted, ..shared.report(config, quotas.len(), Transport::Udp, start, Some(datagrams)) }
 }
 
 /// One flow's task: send its datagrams and check their replies. Failures are counted in

@@ -1,16 +1,17 @@
 //! `echo bench`: the load generator.
 
+use std::cell::Cell;
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::{ArgsInfo, FromArgs};
+use async_signal::{Signal, Signals};
+use futures_lite::{StreamExt, future};
 use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode};
 
-use super::{
-    DEFAULT_ADDR, at_least, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr,
-};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr};
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
@@ -43,10 +44,13 @@ pub(crate) struct BenchArgs {
     /// --timeout are lost
     #[argh(switch)]
     udp: bool,
-    /// how long to wait for a connection, for an echo when none comes at all, and for a UDP
-    /// reply before it is lost (default 5s)
+    /// how long to wait for an echo when none comes at all (counted from the last echo or
+    /// connection opened), and for a UDP reply before it is lost (default 5s)
     #[argh(option, from_str_fn(parse_duration))]
     timeout: Option<Duration>,
+    /// how long a connection may take to open (default 5s)
+    #[argh(option, from_str_fn(parse_duration))]
+    connect_timeout: Option<Duration>,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -54,21 +58,10 @@ pub(crate) struct BenchArgs {
 
 impl BenchArgs {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        at_least("-c", self.connections, 1)?;
-        at_least("-s", self.size, BenchConfig::MIN_SIZE)?;
-        at_least("-p", self.depth, 1)?;
         if self.duration.is_some() && self.lines.is_some() {
             return Err("-d and -n cannot be used together".into());
         }
-        if self.duration.is_some_and(|d| d.is_zero()) {
-            return Err("-d must be more than 0".into());
-        }
-        if self.lines == Some(0) {
-            return Err("-n must be at least 1, not 0".into());
-        }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err("--timeout must be more than 0".into());
-        }
+        self.config().check(&flag).map_err(|err| err.to_string())?;
         if self.udp {
             udp_addr(self.addr.as_deref())?;
             if self.mode == Some(Mode::Line) {
@@ -76,7 +69,8 @@ impl BenchArgs {
             }
             if self.size > BenchConfig::MAX_UDP_SIZE {
                 return Err(format!(
-                    "-s must be at most {} with --udp, not {}",
+                    "-s must be from {} to {} with --udp, not {}",
+                    BenchConfig::MIN_SIZE,
                     BenchConfig::MAX_UDP_SIZE,
                     self.size
                 ));
@@ -97,6 +91,7 @@ impl BenchArgs {
             size: self.size,
             limit,
             timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
+            connect_timeout: self.connect_timeout.unwrap_or(BenchConfig::default().connect_timeout),
             mode: self.mode.unwrap_or_default(),
         }
     }
@@ -113,10 +108,33 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
+    let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("echo: cannot handle signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The first SIGINT or SIGTERM stops the bench, which reports what it measured; a second
+    // ends the process at once.
+    let signalled = Cell::new(None);
+    let signal_seen = &signalled;
+    let interrupt = async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            signal_seen.set(Some(signal));
+        }
+        let second = async move {
+            if let Some(Ok(signal)) = signals.next().await {
+                std::process::exit(128 + signal as i32);
+            }
+            future::pending::<()>().await
+        };
+        smol::spawn(second).detach();
+    };
     let result = if args.udp {
-        async_io::block_on(smol_echo::bench::bench_udp(addr, &config, |p| progress.show(p)))
+        smol::block_on(smol_echo::bench::bench_udp_until(addr, &config, |p| progress.show(p), interrupt))
     } else {
-        async_io::block_on(smol_echo::bench(addr, &config, |p| progress.show(p)))
+        smol::block_on(smol_echo::bench::bench_until(addr, &config, |p| progress.show(p), interrupt))
     };
     progress.clear();
     let report = match result {
@@ -131,12 +149,41 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     } else {
         print!("{report}");
     }
+    if let Some(signal) = signalled.get() {
+        // Interrupted, as a shell reports a command a signal ended: 130 for SIGINT, 143 for
+        // SIGTERM; errors are still told.
+        if report.errors > 0 {
+            eprintln!(
+                "echo: {} errors; the first: {}",
+                report.errors,
+                report.first_error.as_deref().unwrap_or("unknown")
+            );
+        }
+        return ExitCode::from(128 + signal as u8);
+    }
     if report.errors == 0 {
         return ExitCode::SUCCESS;
     }
     let first = report.first_error.as_deref().unwrap_or("unknown");
-    eprintln!("echo: {} errors; the first: {first}", report.errors);
+    let could_not_connect = match report.connect_errors {
+        0 => String::new(),
+        n => format!(" ({n} could not connect)"),
+    };
+    eprintln!("echo: {} errors{could_not_connect}; the first: {first}", report.errors);
     ExitCode::FAILURE
+}
+
+/// The flag of each setting of `BenchConfig`, for its range errors.
+fn flag(field: &'static str) -> &'static str {
+    match field {
+        "connections" => "-c",
+        "depth" => "-p",
+        "size" => "-s",
+        "lines" => "-n",
+        "duration" => "-d",
+        "connect_timeout" => "--connect-timeout",
+        _ => "--timeout",
+    }
 }
 
 /// The progress line on a terminal, rewritten in place once a second; nothing otherwise.

@@ -15,10 +15,10 @@ use futures_lite::io::{
 use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
 use smol_echo::Mode;
-use smol_echo::client::{Ending, MAX_DATAGRAM, UdpClient, UdpReply};
+use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
 use smol_echo::error::context;
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, udp_addr};
+use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, udp_addr};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -86,6 +86,10 @@ impl AsyncRead for Stdin {
     }
 }
 
+/// The exit status when standard output is closed by its reader: 128 + SIGPIPE, what the shell
+/// reports for a filter that SIGPIPE ended.
+const OUTPUT_CLOSED: u8 = 141;
+
 /// How long `--udp` waits for each echo unless `--timeout` says otherwise.
 const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -121,13 +125,14 @@ pub(crate) struct ConnectArgs {
 impl ConnectArgs {
     /// Checks the combinations argh cannot.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        in_duration_range("--connect-timeout", self.connect_timeout)?;
+        if let Some(timeout) = self.timeout {
+            in_duration_range("--timeout", timeout)?;
+        }
         if self.udp {
             udp_addr(self.addr.as_deref())?;
             if self.mode.is_some() {
                 return Err("--mode cannot be used with --udp: each line is one datagram".into());
-            }
-            if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
-                return Err("--timeout must be more than 0".into());
             }
         } else if self.timeout.is_some() {
             return Err(
@@ -162,17 +167,30 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
         };
         // The conversation flushed if it ended well; after a failure, print what can be printed.
         stdout.flush().await.ok();
+        let owed = match args.mode.unwrap_or_default() {
+            Mode::Raw => "byte(s)",
+            _ => "line(s)",
+        };
+        // On a terminal the user may be halfway through typing a line: the note starts a line.
+        let note_start = if io::stdin().is_terminal() { "\n" } else { "" };
         match ended {
-            Ok(Ending::InputEnded | Ending::Sentinel) => ExitCode::SUCCESS,
-            Ok(Ending::ServerClosed) => {
-                eprintln!("echo: the server closed the connection");
-                ExitCode::SUCCESS
-            }
-            Ok(Ending::Reset) => {
+            // The reader of the output left: stop quietly, as a filter killed by SIGPIPE does.
+            Ok(Conversation { ending: Ending::OutputClosed, .. }) => ExitCode::from(OUTPUT_CLOSED),
+            Ok(Conversation { ending: Ending::Reset, .. }) => {
                 eprintln!("echo: connection reset");
                 ExitCode::FAILURE
             }
-            Ok(ending) => unreachable!("no exit status for {ending:?}"),
+            Ok(Conversation { ending, unechoed: unechoed @ 1.. }) => {
+                let start = if ending == Ending::ServerClosed { note_start } else { "" };
+                eprintln!("{start}echo: the server closed the connection with {unechoed} {owed} not echoed");
+                ExitCode::FAILURE
+            }
+            Ok(Conversation { ending: Ending::ServerClosed, .. }) => {
+                eprintln!("{note_start}echo: the server closed the connection");
+                ExitCode::SUCCESS
+            }
+            Ok(Conversation { ending: Ending::InputEnded | Ending::Sentinel, .. }) => ExitCode::SUCCESS,
+            Ok(talk) => unreachable!("no exit status for {:?}", talk.ending),
             Err(err) => {
                 eprintln!("echo: {err}");
                 ExitCode::FAILURE
@@ -206,11 +224,15 @@ fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode
         // Ctrl-C ends the input as Ctrl-D does: the summary is what the user is waiting for.
         let interrupted = async {
             signals.next().await;
-            Ok(())
+            Ok(Ending::InputEnded)
         };
         let talked = talked.or(interrupted).await;
-        let flushed = stdout.flush().await.map_err(|err| context(err, "cannot write the output"));
-        let result = talked.and(flushed);
+        let flushed = stdout.flush().await;
+        // The reader of the output left: stop quietly, as over TCP.
+        if matches!(talked, Ok(Ending::OutputClosed)) || flushed.as_ref().is_err_and(reader_gone) {
+            return ExitCode::from(OUTPUT_CLOSED);
+        }
+        let result = talked.map(drop).and(flushed.map_err(|err| context(err, "cannot write the output")));
         if let Err(err) = &result {
             eprintln!("echo: {err}");
         }
@@ -225,14 +247,15 @@ fn run_udp(addr: &str, connect_timeout: Duration, timeout: Duration) -> ExitCode
 }
 
 /// Sends each line of `input` as a datagram and prints its echo; notes each datagram without
-/// one on stderr. Ends at the end of input or on the first error.
+/// one on stderr. Ends at the end of input ([`Ending::InputEnded`]), when the output's reader
+/// leaves ([`Ending::OutputClosed`]) or on the first error.
 async fn talk_udp<I, O>(
     client: &mut UdpClient,
     input: &mut I,
     output: &mut O,
     flush_each_line: bool,
     timeout: Duration,
-) -> io::Result<()>
+) -> io::Result<Ending>
 where
     I: AsyncBufRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -270,12 +293,15 @@ where
                     }
                     io::Result::Ok(())
                 };
-                printed.await.map_err(|err| context(err, "cannot write the output"))?;
+                match printed.await {
+                    Err(err) if reader_gone(&err) => return Ok(Ending::OutputClosed),
+                    printed => printed.map_err(|err| context(err, "cannot write the output"))?,
+                }
             }
             UdpReply::TimedOut => eprintln!("echo: no reply to datagram {number} within {timeout:?}"),
             UdpReply::Refused => eprintln!("echo: no reply to datagram {number}: connection refused"),
             reply => unreachable!("no message for {reply:?}"),
         }
     }
-    Ok(())
+    Ok(Ending::InputEnded)
 }

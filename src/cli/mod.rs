@@ -59,6 +59,12 @@ impl Command {
 pub(crate) fn parse(argv: Vec<String>) -> Result<Command, ExitCode> {
     let name = "echo";
     let mut args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    // Users type -h; argh knows only --help.
+    for arg in &mut args {
+        if *arg == "-h" {
+            *arg = "--help";
+        }
+    }
     // argh has no aliases for subcommands: accept the other names by rewriting the word.
     if let Some(word) = args.first_mut() {
         *word = match *word {
@@ -168,12 +174,10 @@ pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
     text.parse().map_err(|err: std::io::Error| err.to_string())
 }
 
-/// A flag that must be at least `min`.
-fn at_least(flag: &str, value: usize, min: usize) -> Result<(), String> {
-    if value < min {
-        return Err(format!("{flag} must be at least {min}, not {value}"));
-    }
-    Ok(())
+/// A duration flag of a command without a library config: more than 0, at most
+/// `smol_echo::MAX_DURATION`, as the configs' own checks say.
+fn in_duration_range(flag: &str, value: Duration) -> Result<(), String> {
+    smol_echo::check_duration(flag, value, Duration::from_nanos(1)).map_err(|err| err.to_string())
 }
 
 /// Lifts the soft limit on open files to the hard limit: each connection is a descriptor.
@@ -235,7 +239,85 @@ mod tests {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
         assert!(parse_inet_addr("unix:/run/e.sock").is_err());
+        assert_eq!(
+            parse_addr("[::1]"),
+            Err("invalid address '[::1]': the port is missing, e.g. [::1]:8007".into())
+        );
         assert_eq!(parse_inet_addr("[::1]:7").as_deref(), Ok("[::1]:7"));
+    }
+
+    /// The message of a usage error in `args`, from argh or from the range checks.
+    fn validated(args: &[&str]) -> Result<(), String> {
+        let cli = Cli::from_args(&["echo"], args).map_err(|exit| exit.output)?;
+        cli.command.expect("a subcommand").validate()
+    }
+
+    #[test]
+    fn every_numeric_flag_takes_its_whole_range_and_nothing_past_it() {
+        let week = "604800";
+        let past_week = "604800.001";
+        // Before the flag; then the flag, its lowest and highest values, the values just past
+        // them (none below 0 for durations that take it: -1 is not a duration), and the range
+        // the message must give.
+        for (command, flag, lowest, highest, below, above, range) in [
+            (
+                &["serve"][..],
+                "--max-line",
+                "3",
+                "1073741824",
+                Some("2"),
+                "1073741825",
+                "from 3 to 1073741824",
+            ),
+            (&["serve"], "--max-connections", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["serve"], "--threads", "1", "1024", Some("0"), "1025", "from 1 to 1024"),
+            (&["serve"], "--idle-timeout", "0", week, None, past_week, "from 0 to 7 days"),
+            (&["serve"], "--grace", "0", week, None, past_week, "from 0 to 7 days"),
+            (
+                &["connect"],
+                "--connect-timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+            (
+                &["connect", "--udp"],
+                "--timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+            (&["bench"], "-c", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["bench"], "-p", "1", "65536", Some("0"), "65537", "from 1 to 65536"),
+            (&["bench"], "-s", "8", "16777216", Some("7"), "16777217", "from 8 to 16777216"),
+            (&["bench", "--udp"], "-s", "8", "65507", Some("7"), "65508", "from 8 to"),
+            (&["bench"], "-n", "1", "18446744073709551615", Some("0"), "18446744073709551616", "-n"),
+            (&["bench"], "-d", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
+            (&["bench"], "--timeout", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
+            (
+                &["bench"],
+                "--connect-timeout",
+                "1ms",
+                week,
+                Some("0"),
+                past_week,
+                "more than 0 and at most 7 days",
+            ),
+        ] {
+            let with =
+                |value: &'static str| -> Vec<&str> { command.iter().copied().chain([flag, value]).collect() };
+            for good in [lowest, highest] {
+                assert_eq!(validated(&with(good)), Ok(()), "{flag} {good}");
+            }
+            for bad in below.into_iter().chain([above]) {
+                let message = validated(&with(bad)).expect_err(bad);
+                assert!(message.contains(flag) && message.contains(range), "{flag} {bad}: {message}");
+            }
+        }
     }
 
     #[test]

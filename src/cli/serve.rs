@@ -12,9 +12,12 @@ use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
-    DEFAULT_ADDR, at_least, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode,
-    raise_open_file_limit, signals, stdio,
+    DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
+    signals, stdio,
 };
+
+/// The executor threads `--threads` may ask for: more than a thousand only cost memory.
+const THREADS: std::ops::RangeInclusive<usize> = 1..=1024;
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// Run the line echo server (also: server). Each line (up to CR LF) is echoed back; the line "."
@@ -68,9 +71,18 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        at_least("--max-line", self.max_line, EchoConfig::MIN_MAX_LINE)?;
-        at_least("--max-connections", self.max_connections, 1)?;
-        at_least("--threads", self.threads.unwrap_or(1), 1)?;
+        let flag = |field| match field {
+            "max_line" => "--max-line",
+            "max_connections" => "--max-connections",
+            "idle_timeout" => "--idle-timeout",
+            _ => "--grace",
+        };
+        self.config().check(&flag).map_err(|err| err.to_string())?;
+        if let Some(threads) = self.threads
+            && !THREADS.contains(&threads)
+        {
+            return Err(format!("--threads must be from 1 to {}, not {threads}", THREADS.end()));
+        }
         if self.stdio && self.addresses_given() {
             return Err("--listen and --udp cannot be used with --stdio".into());
         }
@@ -163,8 +175,14 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     static EXECUTOR: Executor<'static> = Executor::new();
     // This thread and `threads - 1` helpers all run the executor, and take turns driving the
     // reactor when they have nothing else to do. Helpers end with the process.
-    for _ in 1..threads {
-        thread::spawn(|| async_io::block_on(EXECUTOR.run(future::pending::<()>())));
+    for n in 1..threads {
+        let helper = || async_io::block_on(EXECUTOR.run(future::pending::<()>()));
+        thread::Builder::new().spawn(helper).map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("cannot start executor thread {} of {threads}: {err}", n + 1),
+            )
+        })?;
     }
     async_io::block_on(async {
         let listeners = match activated {

@@ -10,9 +10,7 @@ use std::time::Duration;
 use async_net::TcpStream;
 use async_net::unix::UnixStream;
 use futures_lite::future::{self, FutureExt};
-use futures_lite::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
-};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 mod udp;
 
@@ -35,7 +33,7 @@ const CHUNK: usize = 64 * 1024;
 /// ```
 /// use smol_echo::client::Ending;
 ///
-/// // Only a reset is a failure; every other ending is a close by the server.
+/// // A reset is a failure; the output closed is the reader leaving; the rest are closes.
 /// let failed = |ending| ending == Ending::Reset;
 /// assert!(!failed(Ending::InputEnded));
 /// ```
@@ -53,6 +51,30 @@ pub enum Ending {
     ServerClosed,
     /// The server reset the connection. The echoes that arrived before were written out.
     Reset,
+    /// Writing the output failed because its reader went away (a broken pipe, a write that took
+    /// nothing, a reset): the conversation was abandoned, as a Unix filter stops then.
+    OutputClosed,
+}
+
+/// What a conversation did: how it ended, and what the server still owed when it closed.
+///
+/// # Examples
+///
+/// ```
+/// use smol_echo::client::{Conversation, Ending};
+///
+/// let talk = Conversation { ending: Ending::InputEnded, unechoed: 2 };
+/// // Closed with echoes owed: the server dropped something (a line too long, say).
+/// assert!(talk.unechoed > 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversation {
+    /// How it ended.
+    pub ending: Ending,
+    /// What was sent and never came back: lines for [`converse`] (a line partly sent counts; the
+    /// sentinel `.` is owed no echo), bytes for [`converse_raw`]. Always 0 after [`Ending::OutputClosed`], whose count
+    /// would say nothing about the server.
+    pub unechoed: u64,
 }
 
 /// A connected stream to an echo server: TCP or a Unix stream socket, as [`connect`] returns.
@@ -190,11 +212,14 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
 /// still owed are awaited. Each echo is written without its CR LF and followed by LF; bytes are
 /// not checked for UTF-8.
 ///
-/// Lines are sent, and echoes written, as soon as no complete line is left to read. With
-/// `flush_each_line` (a terminal), `output` is also flushed then; otherwise only at the end.
+/// Nothing waits for a line to end: what is read from `input` is sent at once, and what arrives
+/// is written at once, so a line of any length moves through a buffer of 64 KiB (the server
+/// decides what is too long). With `flush_each_line` (a terminal), `output` is also flushed
+/// after each write; otherwise only at the end.
 ///
-/// The error is a failure to read `input` or write `output`, or a broken connection other than
-/// a reset (which is [`Ending::Reset`]). Runs on any executor.
+/// The error is a failure to read `input` or write `output` (other than its reader leaving,
+/// which is [`Ending::OutputClosed`]), or a broken connection other than a reset (which is
+/// [`Ending::Reset`]). Runs on any executor.
 ///
 /// # Examples
 ///
@@ -216,21 +241,29 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
 ///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
 ///     let mut printed = Vec::new();
 ///     let input = &b"hello\r\nworld"[..];
-///     let ending = smol_echo::converse(stream, input, &mut printed, false).await?;
-///     assert_eq!(ending, Ending::InputEnded);
+///     let talk = smol_echo::converse(stream, input, &mut printed, false).await?;
+///     assert_eq!((talk.ending, talk.unechoed), (Ending::InputEnded, 0));
 ///     assert_eq!(printed, b"hello\nworld\n");
 ///     server.await
 /// })
 /// .unwrap();
 /// ```
-pub async fn converse<S, I, O>(stream: S, input: I, output: O, flush_each_line: bool) -> io::Result<Ending>
+pub async fn converse<S, I, O>(
+    stream: S,
+    input: I,
+    output: O,
+    flush_each_line: bool,
+) -> io::Result<Conversation>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
     let (reader, writer) = futures_lite::io::split(stream);
-    both_ways(send(input, writer), receive(reader, output, flush_each_line)).await
+    let (sent, received) = (Cell::new(0), Cell::new(0));
+    let ending =
+        both_ways(send(input, writer, &sent), receive(reader, output, flush_each_line, &received)).await?;
+    Ok(conversation(ending, sent.get(), received.get()))
 }
 
 /// Talks to an RFC 862 echo server (`echo serve --mode raw`) over `stream`: copies `input` to
@@ -241,7 +274,8 @@ where
 /// is read from `input` is written to the connection at once. At the end of `input` the
 /// connection is half-closed and the rest of the echo awaited. With `flush_each_read` (a
 /// terminal), `output` is flushed after each read from the connection; otherwise only at the
-/// end. The ending is [`Ending::InputEnded`], [`Ending::ServerClosed`] or [`Ending::Reset`].
+/// end. The ending is [`Ending::InputEnded`], [`Ending::ServerClosed`], [`Ending::Reset`] or
+/// [`Ending::OutputClosed`]; what is owed is counted in bytes.
 ///
 /// The error is a failure to read `input` or write `output`, or a broken connection other than
 /// a reset. Runs on any executor.
@@ -266,8 +300,8 @@ where
 ///     let stream = smol_echo::connect(&addr, Duration::from_secs(5)).await?;
 ///     let mut printed = Vec::new();
 ///     let input = &b"no\nline\r\nends\0\xff.\r\n"[..];
-///     let ending = smol_echo::client::converse_raw(stream, input, &mut printed, false).await?;
-///     assert_eq!(ending, Ending::InputEnded);
+///     let talk = smol_echo::client::converse_raw(stream, input, &mut printed, false).await?;
+///     assert_eq!((talk.ending, talk.unechoed), (Ending::InputEnded, 0));
 ///     assert_eq!(printed, input);
 ///     server.await
 /// })
@@ -278,14 +312,26 @@ pub async fn converse_raw<S, I, O>(
     input: I,
     output: O,
     flush_each_read: bool,
-) -> io::Result<Ending>
+) -> io::Result<Conversation>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
     let (reader, writer) = futures_lite::io::split(stream);
-    both_ways(send_raw(input, writer), receive_raw(reader, output, flush_each_read)).await
+    let (sent, received) = (Cell::new(0), Cell::new(0));
+    let ending =
+        both_ways(send_raw(input, writer, &sent), receive_raw(reader, output, flush_each_read, &received))
+            .await?;
+    Ok(conversation(ending, sent.get(), received.get()))
+}
+
+fn conversation(ending: Ending, sent: u64, received: u64) -> Conversation {
+    let unechoed = match ending {
+        Ending::OutputClosed => 0,
+        _ => sent.saturating_sub(received),
+    };
+    Conversation { ending, unechoed }
 }
 
 /// Runs the upload and the download of a conversation at once, until the download ends.
@@ -326,83 +372,181 @@ enum Sent {
     Refused(io::Error),
 }
 
-/// Sends the input line by line with CR LF. Only a failure to read the input is an error.
-async fn send<R, W>(input: R, writer: W) -> io::Result<Sent>
+/// Line ends rewritten as a stream goes by, one chunk at a time, without holding a line: an LF,
+/// with the CR before it if there is one, becomes `end`.
+struct LineEnds {
+    end: &'static [u8],
+    /// Whether the line `.` ends the stream: nothing after it is passed on.
+    sentinel: bool,
+    /// A CR ended the last chunk: dropped if an LF comes next, passed on otherwise.
+    held_cr: bool,
+    /// Bytes of the current line passed on so far, and whether the first was `.`.
+    len: u64,
+    dot: bool,
+    /// The line `.` was passed on, with `sentinel`.
+    ended: bool,
+}
+
+impl LineEnds {
+    fn new(end: &'static [u8], sentinel: bool) -> LineEnds {
+        LineEnds { end, sentinel, held_cr: false, len: 0, dot: false, ended: false }
+    }
+
+    /// Appends `chunk` to `out` with its line ends rewritten, up to the line `.` with
+    /// `sentinel`; returns the lines it completed (the line `.` among them).
+    fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) -> u64 {
+        let mut lines = 0;
+        while let Some(at) = memchr::memchr(b'\n', chunk) {
+            let (line, rest) = (&chunk[..at], &chunk[at + 1..]);
+            match line.strip_suffix(b"\r") {
+                Some(line) => {
+                    self.release_cr(out);
+                    self.pass(line, out);
+                }
+                None if line.is_empty() => self.held_cr = false,
+                None => {
+                    self.release_cr(out);
+                    self.pass(line, out);
+                }
+            }
+            lines += 1;
+            if self.end_line(out) {
+                return lines;
+            }
+            chunk = rest;
+        }
+        if !chunk.is_empty() {
+            self.release_cr(out);
+            let line = chunk.strip_suffix(b"\r");
+            self.pass(line.unwrap_or(chunk), out);
+            self.held_cr = line.is_some();
+        }
+        lines
+    }
+
+    /// The end of the stream: an unterminated last line gets its line end. Whether there was one.
+    fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.in_line() {
+            return false;
+        }
+        self.release_cr(out);
+        self.end_line(out);
+        true
+    }
+
+    /// Whether part of a line has been passed on (or held), and not its end.
+    fn in_line(&self) -> bool {
+        self.len > 0 || self.held_cr
+    }
+
+    /// Ends the current line in `out`: whether it was the line `.` that ends the stream.
+    fn end_line(&mut self, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(self.end);
+        self.ended = self.sentinel && self.len == 1 && self.dot;
+        (self.len, self.dot) = (0, false);
+        self.ended
+    }
+
+    fn release_cr(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.held_cr) {
+            self.pass(b"\r", out);
+        }
+    }
+
+    fn pass(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if let (0, Some(&first)) = (self.len, bytes.first()) {
+            self.dot = first == b'.';
+        }
+        self.len += bytes.len() as u64;
+        out.extend_from_slice(bytes);
+    }
+}
+
+/// Sends the input with CR LF line ends as it is read, counting the lines sent in `sent` (not
+/// the line `.`; a line partly sent counts). Only a failure to read the input is an error.
+async fn send<R, W>(mut input: R, mut writer: W, sent: &Cell<u64>) -> io::Result<Sent>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut input = BufReader::with_capacity(CHUNK, input);
-    let mut writer = BufWriter::with_capacity(CHUNK, writer);
-    let mut line = Vec::new();
+    let mut chunk = vec![0; CHUNK];
+    // Every LF may become CR LF.
+    let mut out = Vec::with_capacity(2 * CHUNK);
+    let mut lines = LineEnds::new(b"\r\n", true);
+    let mut total = 0;
     loop {
-        line.clear();
-        let read =
-            input.read_until(b'\n', &mut line).await.map_err(|err| context(err, "cannot read the input"))?;
-        let last = if read == 0 {
-            Some(Sent::InputEnded)
+        let read = input.read(&mut chunk).await.map_err(|err| context(err, "cannot read the input"))?;
+        out.clear();
+        let (completed, last) = if read == 0 {
+            let sentinel = lines.finish(&mut out) && lines.ended;
+            (u64::from(!out.is_empty()), Some(if sentinel { Sent::Sentinel } else { Sent::InputEnded }))
         } else {
-            strip_eol(&mut line);
-            let sentinel = line == b".";
-            line.extend_from_slice(b"\r\n");
-            sentinel.then_some(Sent::Sentinel)
+            let completed = lines.push(&chunk[..read], &mut out);
+            (completed, lines.ended.then_some(Sent::Sentinel))
         };
         let written = async {
-            writer.write_all(&line).await?;
+            writer.write_all(&out).await?;
             if last.is_some() {
                 // Flushes, then half-closes: the server echoes what it owes and closes.
-                writer.close().await
-            } else if !has_line(&input) {
-                // Send what was read before waiting for more input: a typed line goes out now.
-                writer.flush().await
-            } else {
-                Ok(())
+                writer.close().await?;
             }
+            writer.flush().await
         };
-        match (written.await, last) {
-            (Err(err), _) => return Ok(Sent::Refused(err)),
-            (Ok(()), Some(sent)) => return Ok(sent),
-            (Ok(()), None) => {}
+        if let Err(err) = written.await {
+            return Ok(Sent::Refused(err));
+        }
+        total += completed - u64::from(lines.ended);
+        // A line partly sent is owed too: a server that closes now never echoes it.
+        sent.set(total + u64::from(lines.in_line()));
+        if let Some(last) = last {
+            return Ok(last);
         }
     }
 }
 
-/// Writes each echo without its CR LF, followed by LF, until the server closes the connection.
-/// `Some` when it ended otherwise than by end of stream.
-async fn receive<R, W>(reader: R, mut output: W, flush_each_line: bool) -> io::Result<Option<Ending>>
+/// Writes each echo without its CR LF, followed by LF, as it arrives, counting the complete
+/// echoes in `received`, until the server closes the connection. `Some` when it ended otherwise
+/// than by end of stream.
+async fn receive<R, W>(
+    mut reader: R,
+    mut output: W,
+    flush_each_line: bool,
+    received: &Cell<u64>,
+) -> io::Result<Option<Ending>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = BufReader::with_capacity(CHUNK, reader);
-    let mut line = Vec::new();
+    let mut chunk = vec![0; CHUNK];
     let mut printed = Vec::with_capacity(CHUNK);
-    let ended = loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => break Ok(None),
-            Ok(_) => {}
-            Err(err) => break ended_by(err).map(Some),
-        }
-        strip_eol(&mut line);
-        printed.extend_from_slice(&line);
-        printed.push(b'\n');
-        // Write what arrived before waiting for more, so that nothing received is held back.
-        if !has_line(&reader) {
-            output.write_all(&printed).await.map_err(output_error)?;
-            printed.clear();
-            if flush_each_line {
-                output.flush().await.map_err(output_error)?;
+    let mut lines = LineEnds::new(b"\n", false);
+    loop {
+        printed.clear();
+        // `Some` once the connection has ended, holding how unless by end of stream.
+        let ended = match reader.read(&mut chunk).await {
+            Ok(0) => {
+                // An echo cut short is printed as it came, and not counted.
+                lines.finish(&mut printed);
+                Some(None)
             }
+            Ok(n) => {
+                received.set(received.get() + lines.push(&chunk[..n], &mut printed));
+                None
+            }
+            Err(err) => Some(Some(ended_by(err)?)),
+        };
+        if let Some(closed) = write_out(&mut output, &printed, flush_each_line || ended.is_some()).await? {
+            return Ok(Some(closed));
         }
-    };
-    output.flush().await.map_err(output_error)?;
-    ended
+        if let Some(ending) = ended {
+            return Ok(ending);
+        }
+    }
 }
 
-/// Sends the input as it is read, and half-closes at its end. Only a failure to read the input
-/// is an error.
-async fn send_raw<R, W>(mut input: R, mut writer: W) -> io::Result<Sent>
+/// Sends the input as it is read, counting its bytes in `sent`, and half-closes at its end.
+/// Only a failure to read the input is an error.
+async fn send_raw<R, W>(mut input: R, mut writer: W, sent: &Cell<u64>) -> io::Result<Sent>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -417,48 +561,79 @@ where
         match (written, read) {
             (Err(err), _) => return Ok(Sent::Refused(err)),
             (Ok(()), 0) => return Ok(Sent::InputEnded),
-            (Ok(()), _) => {}
+            (Ok(()), n) => sent.set(sent.get() + n as u64),
         }
     }
 }
 
-/// Writes what arrives as it is, until the server closes the connection. `Some` when it ended
-/// otherwise than by end of stream.
-async fn receive_raw<R, W>(mut reader: R, mut output: W, flush_each_read: bool) -> io::Result<Option<Ending>>
+/// Writes what arrives as it is, counting its bytes in `received`, until the server closes the
+/// connection. `Some` when it ended otherwise than by end of stream.
+async fn receive_raw<R, W>(
+    mut reader: R,
+    mut output: W,
+    flush_each_read: bool,
+    received: &Cell<u64>,
+) -> io::Result<Option<Ending>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut chunk = vec![0; CHUNK];
-    let ended = loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) => break Ok(None),
-            Ok(n) => {
-                output.write_all(&chunk[..n]).await.map_err(output_error)?;
-                if flush_each_read {
-                    output.flush().await.map_err(output_error)?;
-                }
-            }
-            Err(err) => break ended_by(err).map(Some),
+    loop {
+        // `ended` is `Some` once the connection has ended, holding how unless by end of stream.
+        let (n, ended) = match reader.read(&mut chunk).await {
+            Ok(0) => (0, Some(None)),
+            Ok(n) => (n, None),
+            Err(err) => (0, Some(Some(ended_by(err)?))),
+        };
+        received.set(received.get() + n as u64);
+        if let Some(closed) = write_out(&mut output, &chunk[..n], flush_each_read || ended.is_some()).await? {
+            return Ok(Some(closed));
         }
-    };
-    output.flush().await.map_err(output_error)?;
-    ended
-}
-
-/// Whether a complete line is already buffered, so that reading it will not wait.
-fn has_line<R>(reader: &BufReader<R>) -> bool {
-    memchr::memchr(b'\n', reader.buffer()).is_some()
-}
-
-/// Drops a line's LF and the CR before it.
-fn strip_eol(line: &mut Vec<u8>) {
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
+        if let Some(ending) = ended {
+            return Ok(ending);
         }
     }
+}
+
+/// Writes `bytes` to the output, then flushes if asked. `Some(Ending::OutputClosed)` when the
+/// output's reader is gone.
+async fn write_out<W: AsyncWrite + Unpin>(
+    output: &mut W,
+    bytes: &[u8],
+    flush: bool,
+) -> io::Result<Option<Ending>> {
+    let written = async {
+        output.write_all(bytes).await?;
+        if flush {
+            output.flush().await?;
+        }
+        io::Result::Ok(())
+    };
+    match written.await {
+        Ok(()) => Ok(None),
+        Err(err) if reader_gone(&err) => Ok(Some(Ending::OutputClosed)),
+        Err(err) => Err(context(err, "cannot write the output")),
+    }
+}
+
+/// Whether a failed write to an output means that its reader left: a pipe closed (`| head`),
+/// seen as EPIPE or, through a blocking-I/O thread such as `smol::Unblock`'s, as a write that
+/// took nothing; or a socket reset. A Unix filter stops quietly then.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+///
+/// assert!(smol_echo::client::reader_gone(&io::ErrorKind::BrokenPipe.into()));
+/// assert!(!smol_echo::client::reader_gone(&io::ErrorKind::PermissionDenied.into()));
+/// ```
+pub fn reader_gone(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::WriteZero | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// How a failed read or write on the connection ended the conversation.
@@ -470,10 +645,6 @@ fn ended_by(err: io::Error) -> io::Result<Ending> {
         io::ErrorKind::BrokenPipe => Ok(Ending::ServerClosed),
         _ => Err(context(err, "connection lost")),
     }
-}
-
-fn output_error(err: io::Error) -> io::Error {
-    context(err, "cannot write the output")
 }
 
 #[cfg(test)]
@@ -509,19 +680,74 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
-    #[test]
-    fn a_line_loses_its_lf_and_the_cr_before_it_only() {
-        for (line, stripped) in [
-            (&b"a\r\n"[..], &b"a"[..]),
-            (b"a\n", b"a"),
-            (b"a\r", b"a\r"),
-            (b"a\rb\r\r\n", b"a\rb\r"),
-            (b"\n", b""),
-        ] {
-            let mut line = line.to_vec();
-            strip_eol(&mut line);
-            assert_eq!(line, stripped);
+    /// `input` through `LineEnds`, cut into chunks of `size`: the output, the lines completed,
+    /// and whether the line `.` ended it.
+    fn rewrite(input: &[u8], size: usize, end: &'static [u8]) -> (Vec<u8>, u64, bool) {
+        let mut lines = LineEnds::new(end, true);
+        let (mut out, mut completed) = (Vec::new(), 0);
+        for chunk in input.chunks(size) {
+            completed += lines.push(chunk, &mut out);
+            if lines.ended {
+                return (out, completed, true);
+            }
         }
+        lines.finish(&mut out);
+        (out, completed, lines.ended)
+    }
+
+    #[test]
+    fn a_line_loses_its_lf_and_the_cr_before_it_only_however_it_is_cut() {
+        for (input, rewritten, completed) in [
+            (&b"a\r\n"[..], &b"a|"[..], 1),
+            (b"a\n", b"a|", 1),
+            (b"a\r", b"a\r|", 0),
+            (b"a\rb\r\r\n", b"a\rb\r|", 1),
+            (b"\n\r\n", b"||", 2),
+            (b"\r\r\n\r", b"\r|\r|", 1),
+            (b"no end", b"no end|", 0),
+            (b"", b"", 0),
+        ] {
+            for size in 1..=input.len().max(1) {
+                assert_eq!(
+                    rewrite(input, size, b"|"),
+                    (rewritten.to_vec(), completed, false),
+                    "{input:?} by {size}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_line_dot_ends_the_stream_and_nothing_after_it_passes() {
+        for (input, rewritten) in [(&b"a\n.\nb\n"[..], &b"a|.|"[..]), (b".\r\nb", b".|"), (b".", b".|")] {
+            for size in 1..=input.len() {
+                let (out, _, ended) = rewrite(input, size, b"|");
+                assert_eq!((out, ended), (rewritten.to_vec(), true), "{input:?} by {size}");
+            }
+        }
+        for not_dot in [&b"..\n"[..], b".\r\r\n", b" .\n", b"a\n.b"] {
+            assert!(!rewrite(not_dot, 1, b"|").2, "{not_dot:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_passed_on_chunk_by_chunk() {
+        let mut lines = LineEnds::new(b"\r\n", true);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            out.clear();
+            assert_eq!(lines.push(&[b'a'; 1024], &mut out), 0);
+            assert_eq!(out.len(), 1024, "nothing is held back");
+            assert!(lines.in_line());
+        }
+    }
+
+    #[test]
+    fn the_output_reader_leaving_is_told_apart_from_other_failures() {
+        for kind in [io::ErrorKind::BrokenPipe, io::ErrorKind::WriteZero, io::ErrorKind::ConnectionReset] {
+            assert!(reader_gone(&kind.into()), "{kind:?}");
+        }
+        assert!(!reader_gone(&io::ErrorKind::StorageFull.into()));
     }
 
     #[test]

@@ -73,6 +73,28 @@ pub struct ServerConfig {
     pub mode: Mode,
 }
 
+impl ServerConfig {
+    /// The values [`ServerConfig::max_connections`] may take.
+    pub const MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+
+    /// Refuses settings out of their documented ranges, as [`EchoConfig::check`] does, with
+    /// [`ServerConfig::MAX_CONNECTIONS`] too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smol_echo::ServerConfig;
+    ///
+    /// let none = ServerConfig { max_connections: 0, ..ServerConfig::default() };
+    /// let err = none.check(&|field| field).unwrap_err();
+    /// assert_eq!(err.to_string(), "max_connections must be from 1 to 1000000, not 0");
+    /// ```
+    pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
+        crate::session::in_range(name("max_connections"), self.max_connections, Self::MAX_CONNECTIONS)?;
+        self.echo.check(name)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig { echo: EchoConfig::default(), max_connections: 10000, mode: Mode::Line }

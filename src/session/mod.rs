@@ -30,7 +30,8 @@ mod pool;
 mod raw;
 mod rx;
 
-pub use config::EchoConfig;
+pub(crate) use config::in_range;
+pub use config::{EchoConfig, MAX_DURATION, check_duration};
 pub use line::echo;
 pub use mode::Mode;
 pub use outcome::{CloseReason, Session};

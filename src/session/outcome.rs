@@ -34,9 +34,12 @@ pub enum CloseReason {
 impl CloseReason {
     pub(crate) fn from_error(err: io::Error) -> CloseReason {
         match err.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-                CloseReason::Reset
-            }
+            // A write that takes nothing is an output whose reader is gone: a pipe (`--stdio`
+            // under `| head`) reports its EPIPE that way through a blocking-I/O thread.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::WriteZero => CloseReason::Reset,
             kind => CloseReason::Error(kind),
         }
     }
