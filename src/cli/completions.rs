@@ -58,7 +58,17 @@ fn own_paths() -> Vec<String> {
     let typed = std::env::args().next().filter(|arg0| arg0.contains('/'));
     let resolved = std::env::current_exe().ok().and_then(|path| path.into_os_string().into_string().ok());
     let mut paths: Vec<String> = typed.into_iter().chain(resolved).collect();
-    paths.dedup();
+    // The shell expands `~/.cargo/bin/echo` before running it, but may look up the
+    // completion of the word as typed: name that form too.
+    if let Some(home) = std::env::var("HOME").ok().filter(|home| home.starts_with('/')) {
+        let tilde: Vec<String> = paths
+            .iter()
+            .filter_map(|path| path.strip_prefix(&home)?.strip_prefix('/').map(|rest| format!("~/{rest}")))
+            .collect();
+        paths.extend(tilde);
+    }
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|path| seen.insert(path.clone()));
     paths
 }
 
