@@ -46,7 +46,7 @@ pub(crate) fn page() -> String {
             ));
         }
     }
-    synopsis.push_str(".B echo\n.RB [ \\-V | \\-\\-version | \\-\\-help ]\n");
+    synopsis.push_str(".B echo\n.RB [ \\-V | \\-\\-version | \\-h | \\-\\-help ]\n");
     include_str!("man.roff")
         .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
         .replace("@SYNOPSIS@\n", &synopsis)
