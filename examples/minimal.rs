@@ -1,6 +1,6 @@
 //! The echo server in the design's shape, to read in a minute: a smol TCP listener, a task per
 //! connection, CR LF lines read with `read_until`, the `.` sentinel, and the idle disconnect as
-//! the line read raced against a timer. What the library's session adds is in the README.
+//! the line read raced against a timer. What the library's session adds is in docs/library.md.
 //!
 //! usage: cargo run --example minimal -- [ADDR] [IDLE_MS]   (127.0.0.1:8007, 30000)
 use std::{io, time::Duration};

@@ -36,7 +36,7 @@
 //!
 //! Inside, each role's folder holds one file per job, and imports go from the roles down to the
 //! session and to a private `net` module (the address parser and socket constants they share),
-//! never up and never in a circle; the README has the map of files.
+//! never up and never in a circle; `docs/library.md` in the repository has the map of files.
 //!
 //! # Features
 //!
