@@ -22,6 +22,9 @@
 //!   [`UdpStats`].
 //! - [`bench()`]: the load generator: connections with lines in flight, every echo checked, as
 //!   [`BenchConfig`] says; returns a [`BenchReport`] of lines/s, MiB/s and [`Latency`].
+//! - `TlsAcceptor`, `TlsConnector` (feature `tls`, on by default): the server's and the
+//!   client's TLS handshakes over any futures-io stream, handing back a `TlsStream` that
+//!   [`echo`] and [`converse`] run over unchanged.
 //!
 //! # Examples
 //!
@@ -72,6 +75,8 @@ mod raw;
 mod server;
 mod session;
 mod stop;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 mod udp_client;
 
@@ -83,4 +88,6 @@ pub use listener::{ListenAddr, Listener, bind};
 pub use raw::{Mode, echo_raw};
 pub use server::{ConnectionTask, Server, ServerConfig, Summary};
 pub use session::{CloseReason, EchoConfig, Session, echo};
+#[cfg(feature = "tls")]
+pub use tls::{TlsAcceptor, TlsClientConfig, TlsConnector, TlsStream};
 pub use udp_client::{MAX_DATAGRAM, UdpClient, UdpReply, UdpStats};
