@@ -47,7 +47,9 @@
 //!
 //! - `bench`: [`bench()`] and [`bench_udp`](bench::bench_udp) (async-executor, hdrhistogram);
 //! - `systemd`: [`activated`](server::activated), socket activation (listenfd);
-//! - `cli` (default): the `echo` binary, with both of the above (argh, async-signal, smol).
+//! - `tls` (default): [`tls`], rustls on the ring provider, system roots, self-signed
+//!   certificates (futures-rustls, rcgen, rustls-native-certs);
+//! - `cli` (default): the `echo` binary, with `bench` and `systemd` (argh, async-signal, smol).
 //!
 //! # Beyond the design's shape
 //!
@@ -75,6 +77,9 @@
 //! - The linger before close: after `.`, an over-long line or shutdown the session reads and
 //!   discards for a moment, so the kernel does not reset the connection and drop echoes owed.
 //! - A graceful shutdown that echoes the lines already received.
+//! - [`tls`] (feature `tls`, on by default): the server's and the client's TLS handshakes over
+//!   any futures-io stream, handing back a [`TlsStream`](tls::TlsStream) that [`echo`] and
+//!   [`converse`] run over unchanged.
 //!
 //! # Examples
 //!
@@ -119,6 +124,8 @@ pub mod error;
 mod net;
 pub mod server;
 mod session;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "bench")]
 pub use bench::{BenchConfig, bench};

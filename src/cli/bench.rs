@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::{ArgsInfo, FromArgs};
-use async_signal::{Signal, Signals};
-use futures_lite::{StreamExt, future};
+use futures_lite::StreamExt;
 use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode};
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, udp_addr};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, signals, udp_addr};
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
@@ -108,7 +107,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
-    let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
+    let mut signals = match signals::catch() {
         Ok(signals) => signals,
         Err(err) => {
             eprintln!("echo: cannot handle signals: {err}");
@@ -123,13 +122,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         if let Some(Ok(signal)) = signals.next().await {
             signal_seen.set(Some(signal));
         }
-        let second = async move {
-            if let Some(Ok(signal)) = signals.next().await {
-                std::process::exit(128 + signal as i32);
-            }
-            future::pending::<()>().await
-        };
-        smol::spawn(second).detach();
+        smol::spawn(signals::exit_on_next(signals)).detach();
     };
     let result = if args.udp {
         smol::block_on(smol_echo::bench::bench_udp_until(addr, &config, |p| progress.show(p), interrupt))

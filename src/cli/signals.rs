@@ -1,5 +1,5 @@
-//! SIGINT and SIGTERM for `echo serve`, on sockets or `--stdio`: the first asks for a graceful
-//! shutdown, a second ends the process at once, as an impatient operator expects.
+//! SIGINT and SIGTERM for `echo serve` (on sockets or `--stdio`) and `echo bench`: the first asks
+//! for a graceful stop, a second ends the process at once, as an impatient operator expects.
 
 use std::io;
 
