@@ -132,3 +132,8 @@ pub use bench::{BenchConfig, bench};
 pub use client::{connect, converse};
 pub use server::{Server, ServerConfig, bind};
 pub use session::{CloseReason, EchoConfig, MAX_DURATION, Mode, Session, check_duration, echo, echo_raw};
+
+/// The README's library example compiles (`no_run`: it serves until it is killed).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
