@@ -1,7 +1,7 @@
 //! Adversarial peers against `echo serve` as a process: slow drips, peers that never read,
 //! resets, connection storms and a signal under load. Through each, a well-behaved client on the
-//! same server goes on getting byte-exact echoes (SPEC "The line protocol" 4, 5, 8 and "The
-//! server process"). The server's memory and descriptors are read from /proc.
+//! same server goes on getting byte-exact echoes (docs/protocol.md, "The line protocol" 4, 5, 8, and
+//! docs/reliability.md). The server's memory and descriptors are read from /proc.
 //!
 //! The many-client cases run their clients as tasks of one thread (a `LocalExecutor`), not as
 //! hundreds of threads, and the tests take turns (`serial`): the timing bounds are about the

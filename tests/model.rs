@@ -108,7 +108,7 @@ proptest! {
     }
 }
 
-/// The model itself, on cases read straight from SPEC.md.
+/// The model itself, on cases read straight from docs/protocol.md.
 #[test]
 fn the_model_follows_the_spec() {
     let case = |input: &[u8], end, output: &[u8], lines, reason| {

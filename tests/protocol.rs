@@ -1,4 +1,4 @@
-//! The per-connection line protocol (SPEC.md, "The line protocol (server)", rules 1-8), proved
+//! The per-connection line protocol (docs/protocol.md, "The line protocol", rules 1-8), proved
 //! on in-memory streams: every case runs with the whole input in one read, one byte per read and
 //! random cuttings.
 

@@ -1,5 +1,5 @@
 //! `echo serve` as a process: its command line, listening lines, logs, limits and signals
-//! (SPEC "Command line" and "The server process"), through the built binary.
+//! (docs/protocol.md, "Command line", and docs/serving.md), through the built binary.
 
 mod common;
 
@@ -341,7 +341,7 @@ fn no_subcommand_prints_the_usage_and_exits_2() {
     let output = run_echo(&[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    // SPEC: "`echo` with no subcommand prints the usage", so more than the two-line error.
+    // docs/protocol.md: "`echo` alone prints the usage", so more than the two-line error.
     assert!(stderr.contains("Usage:") && stderr.contains("serve"), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");
 }

@@ -1,5 +1,5 @@
 //! The line protocol as a reference model: what a session must write and why it must end, for
-//! a given input, written one byte at a time straight from SPEC.md so that it is easy to check by
+//! a given input, written one byte at a time straight from docs/protocol.md so that it is easy to check by
 //! eye. It shares no code with src/framing.rs on purpose.
 //!
 //! Used by tests/model.rs (property test) and fuzz/ (fuzz target), each through `#[path]`.
