@@ -6,20 +6,27 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The lines of a Markdown file outside fenced code blocks.
+fn prose(text: &str) -> impl Iterator<Item = &str> {
+    let mut in_code = false;
+    text.lines().filter(move |line| {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            return false;
+        }
+        !in_code
+    })
+}
+
 /// The anchors of a Markdown file's headings (code blocks skipped).
 fn anchors(text: &str) -> Vec<String> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
+    for line in prose(text) {
         let Some(heading) = line.strip_prefix('#').map(|rest| rest.trim_start_matches('#')) else {
             continue;
         };
-        if in_code || !heading.starts_with(' ') {
+        if !heading.starts_with(' ') {
             continue;
         }
         let slug: String = heading
@@ -42,15 +49,7 @@ fn anchors(text: &str) -> Vec<String> {
 /// The targets of inline links `[text](target)` outside code.
 fn links(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
+    for line in prose(text) {
         // Inline code spans may hold `](`, which is no link.
         let line: String = line.split('`').step_by(2).collect::<Vec<_>>().join("");
         let mut rest = line.as_str();

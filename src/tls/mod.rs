@@ -25,13 +25,14 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// An error of the TLS layer, its text starting with `tls: `, its kind kept (a reset stays a
-/// reset). A rustls error (bad record, failed verification, alert) is `InvalidData` and its text
-/// is rustls's reason.
+/// reset) and the error itself kept as its cause. A rustls error (bad record, failed
+/// verification, alert) is `InvalidData` and its text is rustls's reason.
 fn tls_error(err: io::Error) -> io::Error {
-    let kind = err.kind();
-    match kind {
-        io::ErrorKind::UnexpectedEof => io::Error::new(kind, "tls: connection closed during the handshake"),
-        _ => io::Error::new(kind, format!("tls: {err}")),
+    match err.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "tls: connection closed during the handshake")
+        }
+        _ => crate::error::context(err, "tls"),
     }
 }
 
