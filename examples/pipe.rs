@@ -53,7 +53,7 @@ fn main() -> io::Result<()> {
     let (session, echoed) = future::block_on(future::zip(session, talk));
     let echoed = echoed?;
     assert_eq!(echoed, b"hello\r\nwith a bare \n inside\r\n");
-    assert_eq!((session.lines, session.reason), (2, CloseReason::Sentinel));
+    assert_eq!((session.lines, &session.reason), (2, &CloseReason::Sentinel));
     print!("{}", String::from_utf8_lossy(&echoed));
     println!("session: {} lines, {} bytes, ended by {}", session.lines, session.bytes, session.reason);
     Ok(())

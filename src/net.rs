@@ -32,11 +32,12 @@ pub(crate) const RECEIVE_BUFFER: usize = u16::MAX as usize + 1;
 /// its thread.
 pub(crate) const YIELD_EVERY: u32 = 64;
 
-/// Where to connect, written `host:port`, `[v6addr]:port` or `unix:/path`; parsed but not
-/// resolved, so a host name stays a name until it is used.
+/// Where to connect, written `host:port`, `[v6addr]:port`, `tls:host:port` or `unix:/path`;
+/// parsed but not resolved, so a host name stays a name until it is used.
 ///
-/// The `unix:` scheme is parsed here and nowhere else: the client, the bench and the server's
-/// [`bind`](crate::bind) all read addresses through this type.
+/// The `unix:` and `tls:` schemes are parsed here and nowhere else: the client, the bench and
+/// the server's [`bind`](crate::bind) all read addresses through this type. A `tls:` address
+/// needs the `tls` feature where it is used; without it, using one is an error that says so.
 ///
 /// # Examples
 ///
@@ -47,11 +48,14 @@ pub(crate) const YIELD_EVERY: u32 = 64;
 /// assert_eq!(addr, Address::Unix("/run/echo.sock".into()));
 /// assert_eq!("[::1]:8007".parse::<Address>().unwrap().to_string(), "[::1]:8007");
 /// assert!("localhost".parse::<Address>().is_err());
+/// assert_eq!("tls:localhost:8443".parse::<Address>().unwrap(), Address::Tls("localhost:8443".into()));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     /// `host:port` or `[v6addr]:port`, as written: the host may be a name.
     Inet(String),
+    /// TLS over TCP to `host:port` or `[v6addr]:port`, written without its `tls:`.
+    Tls(String),
     /// A Unix stream socket, by its path.
     Unix(PathBuf),
 }
@@ -64,6 +68,9 @@ impl Address {
         };
         if text.starts_with("unix:") {
             return Err(invalid("a Unix socket cannot be used here; use host:port"));
+        }
+        if text.starts_with("tls:") {
+            return Err(invalid("TLS cannot be used here; use host:port"));
         }
         if text.starts_with('[') && text.ends_with(']') {
             return Err(invalid("the port is missing, e.g. [::1]:8007"));
@@ -90,7 +97,13 @@ impl FromStr for Address {
                 format!("invalid address '{text}': the socket path is missing, e.g. unix:/run/echo.sock"),
             )),
             Some(path) => Ok(Address::Unix(PathBuf::from(path))),
-            None => Address::inet(text),
+            None => match text.strip_prefix("tls:") {
+                Some(host_port) => match Address::inet(host_port)? {
+                    Address::Inet(host_port) => Ok(Address::Tls(host_port)),
+                    _ => unreachable!("Address::inet gives only Inet"),
+                },
+                None => Address::inet(text),
+            },
         }
     }
 }
@@ -99,9 +112,19 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Inet(host_port) => f.write_str(host_port),
+            Address::Tls(host_port) => write!(f, "tls:{host_port}"),
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
+}
+
+/// The error of using a `tls:` address in a build without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn no_tls(addr: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{addr}: TLS is not built in (smol-echo's tls feature)"),
+    )
 }
 
 /// `fut`, or a `TimedOut` error once `timeout` has passed.

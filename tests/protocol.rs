@@ -54,7 +54,7 @@ fn check(input: &[u8], config: &EchoConfig, ending: Ending, echoed: &[u8], lines
             "{context}"
         );
         assert_eq!(out.stream.written, echoed, "{context}");
-        let want = Session { lines, bytes: echoed.len() as u64, reason };
+        let want = Session { lines, bytes: echoed.len() as u64, reason: reason.clone() };
         assert_eq!(out.session, want, "{context}");
         // Every end but a failed connection flushes and half-closes.
         if !matches!(reason, CloseReason::Reset | CloseReason::Error(_)) {
@@ -417,7 +417,7 @@ fn a_peer_that_keeps_sending_cannot_hold_an_ending_session_open() {
     {
         let steps = vec![Step::Data(first.to_vec()), flood()];
         let out = run(MemStream::scripted(steps, Ending::Eof), &EchoConfig { max_line: 64, ..idle(timeout) });
-        assert_eq!(out.session, Session { lines: 1, bytes: 4, reason });
+        assert_eq!(out.session, Session { lines: 1, bytes: 4, reason: reason.clone() });
         assert_eq!(out.stream.written, b"ok\r\n");
         assert!(out.elapsed < timeout * 5, "{reason:?}: ended after {:?}", out.elapsed);
     }

@@ -68,6 +68,9 @@ pub struct BenchConfig {
     /// What a stream bench sends: CR LF lines for a line server, or raw messages for an RFC 862
     /// server ([`Mode::Raw`]).
     pub mode: Mode,
+    /// How a bench of a `tls:` address verifies the server.
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::TlsClientConfig,
 }
 
 impl BenchConfig {
@@ -168,6 +171,8 @@ impl Default for BenchConfig {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             mode: Mode::Line,
+            #[cfg(feature = "tls")]
+            tls: Default::default(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! One file per concept: `stream` loads a TCP or Unix stream server ([`bench()`]), `udp` a UDP
 //! one ([`bench_udp`]); `run` holds what both share while they run (the counts, the
 //! supervision, the quotas); `payload` the bytes they send, lines or raw messages with their
-//! sequence numbers; `report` what they return ([`BenchReport`]).
+//! sequence numbers; `wire` what a stream connection reads and writes, a socket or TLS;
+//! `report` what they return ([`BenchReport`]).
 
 mod config;
 mod payload;
@@ -12,8 +13,9 @@ mod report;
 mod run;
 mod stream;
 mod udp;
+mod wire;
 
 pub use config::{BenchConfig, BenchLimit};
-pub use report::{BenchReport, Datagrams, Latency, Progress, Transport};
+pub use report::{BenchReport, Datagrams, Handshakes, Latency, Progress, Transport};
 pub use stream::{bench, bench_until};
 pub use udp::{bench_udp, bench_udp_until};

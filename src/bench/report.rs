@@ -78,6 +78,50 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    fn to_json(self) -> String {
+        format!(
+            r#"{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}}"#,
+            self.p50, self.p90, self.p99, self.p999, self.max
+        )
+    }
+}
+
+/// The percentiles on one line, as the report prints them.
+///
+/// # Examples
+///
+/// ```
+/// let latency = smol_echo::bench::Latency { p50: 12.0, max: 40.5, ..Default::default() };
+/// assert!(latency.to_string().starts_with("p50 12.0  p90 0.0"));
+/// ```
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            self.p50, self.p90, self.p99, self.p999, self.max
+        )
+    }
+}
+
+/// The TLS handshakes of a bench: how many completed, and how long each took from the TCP
+/// connection made to the handshake done.
+///
+/// # Examples
+///
+/// ```
+/// let handshakes = smol_echo::bench::Handshakes { count: 50, ..Default::default() };
+/// assert_eq!(handshakes.latency_us.p99, 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Handshakes {
+    /// Handshakes completed.
+    pub count: u64,
+    /// Their durations' percentiles, in microseconds.
+    pub latency_us: Latency,
+}
+
 /// The outcome of a bench.
 ///
 /// `Display` renders it as a table; [`BenchReport::to_json`] as one JSON object. Whatever was
@@ -129,13 +173,16 @@ pub struct BenchReport {
     pub first_error: Option<String>,
     /// The bench was interrupted before its end (see [`bench_until`](super::bench_until)).
     pub interrupted: bool,
+    /// The TLS handshakes of a bench of a `tls:` address; `None` for other benches.
+    pub handshakes: Option<Handshakes>,
 }
 
 impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
     /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
-    /// and `loss_pct`, `interrupted` (only when true), `connect_errors`, and last `errors`.
+    /// and `loss_pct`, over TLS `handshakes` (`count`, `latency_us`), `interrupted` (only when
+    /// true), `connect_errors`, and last `errors`.
     ///
     /// # Examples
     ///
@@ -144,7 +191,9 @@ impl BenchReport {
     /// assert!(json.starts_with(r#"{"connections":0,"#) && json.ends_with(r#""mode":"line","connect_errors":0,"errors":0}"#));
     /// ```
     pub fn to_json(&self) -> String {
-        let l = &self.latency_us;
+        let handshakes = self.handshakes.map_or(String::new(), |h| {
+            format!(r#""handshakes":{{"count":{},"latency_us":{}}},"#, h.count, h.latency_us.to_json())
+        });
         let datagrams = self.datagrams.map_or(String::new(), |d| {
             format!(
                 r#""sent":{},"received":{},"lost":{},"loss_pct":{:.3},"#,
@@ -157,9 +206,8 @@ impl BenchReport {
         format!(
             concat!(
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
-                r#""lines_per_s":{:.1},"mib_per_s":{:.3},"#,
-                r#""latency_us":{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}},"#,
-                r#""mode":"{}",{}{}"connect_errors":{},"errors":{}}}"#
+                r#""lines_per_s":{:.1},"mib_per_s":{:.3},"latency_us":{},"#,
+                r#""mode":"{}",{}{}{}"connect_errors":{},"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -168,13 +216,10 @@ impl BenchReport {
             self.lines,
             self.lines_per_s,
             self.mib_per_s,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
+            self.latency_us.to_json(),
             self.transport.name(),
             datagrams,
+            handshakes,
             if self.interrupted { r#""interrupted":true,"# } else { "" },
             self.connect_errors,
             self.errors
@@ -210,11 +255,11 @@ impl fmt::Display for BenchReport {
         }
         writeln!(f, "  {:<12}{:>12.1}", format!("{unit}/s"), self.lines_per_s)?;
         writeln!(f, "  MiB/s       {:>12.3}", self.mib_per_s)?;
-        writeln!(
-            f,
-            "  latency µs  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-            l.p50, l.p90, l.p99, l.p999, l.max
-        )?;
+        writeln!(f, "  latency µs  {l}")?;
+        if let Some(h) = self.handshakes {
+            writeln!(f, "  handshakes  {:>12}", h.count)?;
+            writeln!(f, "    µs        {}", h.latency_us)?;
+        }
         match self.connect_errors {
             0 => writeln!(f, "  errors      {:>12}", self.errors),
             n => writeln!(f, "  errors      {:>12}  ({n} could not connect)", self.errors),

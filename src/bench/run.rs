@@ -11,7 +11,7 @@ use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
 use super::config::{BenchConfig, BenchLimit};
-use super::report::{BenchReport, Datagrams, Latency, Progress, Transport};
+use super::report::{BenchReport, Datagrams, Handshakes, Latency, Progress, Transport};
 
 /// Rounds of writing and reading one connection (or sending and receiving one UDP flow) may do
 /// before it lets the others run.
@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
     pub(crate) latency: RefCell<Histogram<u64>>,
+    /// TLS handshakes in nanoseconds, from the TCP connection made to the handshake done.
+    handshakes: RefCell<Histogram<u64>>,
     /// Where echoes are read, one connection at a time; large enough for any UDP datagram.
     pub(crate) rx: RefCell<Box<[u8]>>,
 }
@@ -157,7 +159,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new() -> Shared {
         // One nanosecond to one hour, three significant digits: fixed size, never resized.
-        let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
+        let histogram = || Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
         Shared {
             stop: Cell::new(false),
             lines: Cell::new(0),
@@ -166,7 +168,8 @@ impl Shared {
             opening: Cell::new(0),
             connect_errors: Cell::new(0),
             first_error: RefCell::new(None),
-            latency: RefCell::new(latency),
+            latency: RefCell::new(histogram()),
+            handshakes: RefCell::new(histogram()),
             rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
         }
     }
@@ -175,6 +178,18 @@ impl Shared {
     pub(crate) fn fail(&self, count: u64, message: String) {
         self.errors.set(self.errors.get() + count);
         self.first_error.borrow_mut().get_or_insert(message);
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn record_handshake(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.handshakes.borrow_mut().saturating_record(nanos);
+    }
+
+    /// The handshakes recorded so far.
+    pub(crate) fn handshakes(&self) -> Handshakes {
+        let handshakes = self.handshakes.borrow();
+        Handshakes { count: handshakes.len(), latency_us: latency_us(&handshakes) }
     }
 
     /// The report of a bench of `connections` that started at `start` and ends now.
@@ -188,8 +203,6 @@ impl Shared {
     ) -> BenchReport {
         let duration_s = start.elapsed().as_secs_f64();
         let lines = self.lines.get();
-        let latency = self.latency.borrow();
-        let us = |quantile| latency.value_at_quantile(quantile) as f64 / 1000.0;
         BenchReport {
             connections,
             depth: config.depth,
@@ -198,20 +211,27 @@ impl Shared {
             lines,
             lines_per_s: lines as f64 / duration_s,
             mib_per_s: self.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
-            latency_us: Latency {
-                p50: us(0.5),
-                p90: us(0.9),
-                p99: us(0.99),
-                p999: us(0.999),
-                max: latency.max() as f64 / 1000.0,
-            },
+            latency_us: latency_us(&self.latency.borrow()),
             transport,
             datagrams,
             errors: self.errors.get(),
             connect_errors: self.connect_errors.get(),
             first_error: self.first_error.borrow().clone(),
             interrupted: false,
+            handshakes: None,
         }
+    }
+}
+
+/// The percentiles of a histogram of nanoseconds, in microseconds.
+fn latency_us(histogram: &Histogram<u64>) -> Latency {
+    let us = |quantile| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    Latency {
+        p50: us(0.5),
+        p90: us(0.9),
+        p99: us(0.99),
+        p999: us(0.999),
+        max: histogram.max() as f64 / 1000.0,
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::io::{self, IoSlice, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use super::config::BenchConfig;
 use super::payload::{stamp, template, unit};
 use super::report::{BenchReport, Progress, Transport};
 use super::run::{BUDGET, Shared, Supervised, quotas, supervise};
+use super::wire::{Plain, Wire};
 use crate::client::Address;
 use crate::error::context;
 use crate::net::{first_to_connect, within};
@@ -106,45 +107,93 @@ pub async fn bench_until(
     config.check(&|field| field)?;
     config.check_memory()?;
     let cannot = |err| context(err, format_args!("cannot connect to {addr}"));
-    let shared = Shared::new();
+    let shared = &Shared::new();
     let ex = LocalExecutor::new();
     match addr.parse().map_err(cannot)? {
         Address::Unix(target) => {
-            let first = target.open(config.connect_timeout).await.map_err(cannot)?;
-            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
+            let first = target.open(config.connect_timeout, shared).await.map_err(cannot)?;
+            Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
         Address::Inet(host_port) => {
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
-            let open = |target: SocketAddr| async move { target.open(config.connect_timeout).await };
+            let open = |target: SocketAddr| async move { target.open(config.connect_timeout, shared).await };
             let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
-            Ok(ex.run(drive(&ex, &shared, config, target, first, &mut progress, interrupt)).await)
+            Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
+        #[cfg(feature = "tls")]
+        Address::Tls(host_port) => {
+            let connector = crate::tls::TlsConnector::new(&config.tls).map_err(cannot)?;
+            let host = host_port.rsplit_once(':').map_or(&*host_port, |(host, _)| host).to_string();
+            let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
+            let open = |addr: SocketAddr| {
+                let target = TlsTarget { addr, host: host.clone(), connector: connector.clone() };
+                async move { Ok((target.open(config.connect_timeout, shared).await?, target)) }
+            };
+            let ((first, target), _) = first_to_connect(&addrs, open).await.map_err(cannot)?;
+            Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
+        }
+        #[cfg(not(feature = "tls"))]
+        Address::Tls(_) => Err(crate::net::no_tls(addr)),
     }
 }
 
-/// Where the connections of a stream bench go: a TCP address or a Unix socket path.
+/// Where the connections of a stream bench go: a TCP address, a Unix socket path, or a TLS
+/// server.
 trait Target: Clone {
-    type Stream;
+    type Wire: Wire;
 
-    /// Opens one connection, or fails after `timeout`.
-    async fn open(&self, timeout: Duration) -> io::Result<Async<Self::Stream>>;
+    /// Whether its connections open with a handshake, which the report then tells of.
+    const HANDSHAKES: bool = false;
+
+    /// Opens one connection, or fails after `timeout`; a handshake's time goes into `shared`.
+    async fn open(&self, timeout: Duration, shared: &Shared) -> io::Result<Self::Wire>;
 }
 
 impl Target for SocketAddr {
-    type Stream = TcpStream;
+    type Wire = Plain<TcpStream>;
 
-    async fn open(&self, timeout: Duration) -> io::Result<Async<TcpStream>> {
-        let stream = within(timeout, Async::<TcpStream>::connect(*self)).await?;
-        stream.get_ref().set_nodelay(true)?;
-        Ok(stream)
+    async fn open(&self, timeout: Duration, _: &Shared) -> io::Result<Plain<TcpStream>> {
+        Ok(Plain::new(within(timeout, connect_tcp(*self)).await?))
     }
 }
 
-impl Target for PathBuf {
-    type Stream = UnixStream;
+async fn connect_tcp(addr: SocketAddr) -> io::Result<Async<TcpStream>> {
+    let stream = Async::<TcpStream>::connect(addr).await?;
+    stream.get_ref().set_nodelay(true)?;
+    Ok(stream)
+}
 
-    async fn open(&self, timeout: Duration) -> io::Result<Async<UnixStream>> {
-        within(timeout, Async::<UnixStream>::connect(self)).await
+impl Target for PathBuf {
+    type Wire = Plain<UnixStream>;
+
+    async fn open(&self, timeout: Duration, _: &Shared) -> io::Result<Plain<UnixStream>> {
+        Ok(Plain::new(within(timeout, Async::<UnixStream>::connect(self)).await?))
+    }
+}
+
+/// A TLS server at `addr`, verified by the name `host` (unless the connector names another).
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct TlsTarget {
+    addr: SocketAddr,
+    host: String,
+    connector: crate::tls::TlsConnector,
+}
+
+#[cfg(feature = "tls")]
+impl Target for TlsTarget {
+    type Wire = crate::tls::TlsStream<Async<TcpStream>>;
+    const HANDSHAKES: bool = true;
+
+    async fn open(&self, timeout: Duration, shared: &Shared) -> io::Result<Self::Wire> {
+        within(timeout, async {
+            let tcp = connect_tcp(self.addr).await?;
+            let started = Instant::now();
+            let tls = self.connector.connect(&self.host, tcp).await?;
+            shared.record_handshake(started.elapsed());
+            Ok(tls)
+        })
+        .await
     }
 }
 
@@ -154,13 +203,10 @@ async fn drive<'a, A: Target + 'a>(
     shared: &'a Shared,
     config: &BenchConfig,
     target: A,
-    first: Async<A::Stream>,
+    first: A::Wire,
     progress: &mut impl FnMut(&Progress),
     interrupt: impl Future<Output = ()>,
-) -> BenchReport
-where
-    for<'b> &'b A::Stream: Read + Write,
-{
+) -> BenchReport {
     let quotas = quotas(config);
     // Each task holds a sender: `recv` fails once all are gone, and the count left is the
     // connections still running.
@@ -183,7 +229,8 @@ where
         shared.fail(stuck as u64, message);
     }
     let report = shared.report(config, quotas.len(), Transport::stream(config.mode), start, None);
-    BenchReport { interrupted, ..report }
+    let handshakes = A::HANDSHAKES.then(|| shared.handshakes());
+    BenchReport { interrupted, handshakes, ..report }
 }
 
 /// One connection's task: connect unless given a stream, send its lines, check their echoes.
@@ -191,19 +238,17 @@ where
 async fn run_connection<A: Target>(
     id: usize,
     target: A,
-    stream: Option<Async<A::Stream>>,
+    stream: Option<A::Wire>,
     quota: Option<u64>,
     config: BenchConfig,
     shared: &Shared,
     _running: async_channel::Sender<()>,
-) where
-    for<'b> &'b A::Stream: Read + Write,
-{
+) {
     let stream = match stream {
         Some(stream) => Ok(stream),
         None => {
             shared.opening.set(shared.opening.get() + 1);
-            let opened = target.open(config.connect_timeout).await;
+            let opened = target.open(config.connect_timeout, shared).await;
             shared.opening.set(shared.opening.get() - 1);
             if opened.is_err() {
                 shared.connect_errors.set(shared.connect_errors.get() + 1);
@@ -214,12 +259,11 @@ async fn run_connection<A: Target>(
     let result = match stream {
         Ok(stream) => {
             let mut conn = Connection {
-                stream,
+                wire: stream,
                 ledger: Ledger::new(id, config.size, config.depth, config.mode),
                 depth: config.depth as u64,
                 quota,
                 shared,
-                readable: false,
             };
             poll_fn(|cx| conn.poll_run(cx)).await
         }
@@ -230,21 +274,16 @@ async fn run_connection<A: Target>(
     }
 }
 
-/// One connection at work: its socket and its ledger of lines in flight.
-struct Connection<'a, S> {
-    stream: Async<S>,
+/// One connection at work: its wire and its ledger of lines in flight.
+struct Connection<'a, W> {
+    wire: W,
     ledger: Ledger,
     depth: u64,
     quota: Option<u64>,
     shared: &'a Shared,
-    /// A read may find data without waiting for readiness: the last one filled the buffer.
-    readable: bool,
 }
 
-impl<S> Connection<'_, S>
-where
-    for<'b> &'b S: Read + Write,
-{
+impl<W: Wire> Connection<'_, W> {
     /// Queues, writes and checks until the connection is done, or nothing can move.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for _ in 0..BUDGET {
@@ -277,7 +316,7 @@ where
         self.ledger.queue(room.min(left), Instant::now());
     }
 
-    /// Writes what is queued, as far as the socket takes it. Tells whether anything was written.
+    /// Writes what is queued, as far as the wire takes it. Tells whether anything was written.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         let mut wrote = false;
         loop {
@@ -285,63 +324,43 @@ where
             if head.is_empty() {
                 break;
             }
-            let written = if tail.is_empty() {
-                self.stream.get_ref().write(head)
-            } else {
-                self.stream.get_ref().write_vectored(&[IoSlice::new(head), IoSlice::new(tail)])
-            };
-            match written {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
+            match self.wire.poll_write_parts(cx, head, tail) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
                     self.ledger.wrote(n);
                     wrote = true;
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => match self.stream.poll_writable(cx) {
-                    Poll::Ready(ready) => ready?,
-                    Poll::Pending => break,
-                },
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => break,
             }
+        }
+        if let Poll::Ready(flushed) = self.wire.poll_flush_out(cx) {
+            flushed?;
         }
         Ok(wrote)
     }
 
     /// Reads and checks once, when an echo is owed. Tells whether anything was read.
-    ///
-    /// A read is tried only after readiness, or after a read that filled the buffer: after a
-    /// write the echo is rarely there yet, and the failed read would be a wasted syscall.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         if !self.ledger.awaiting_echo() {
             return Ok(false);
         }
         let shared = self.shared;
         let mut rx = shared.rx.borrow_mut();
-        loop {
-            if !self.readable {
-                match self.stream.poll_readable(cx) {
-                    Poll::Ready(ready) => ready?,
-                    Poll::Pending => return Ok(false),
-                }
+        match self.wire.poll_read_into(cx, &mut rx) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(0)) => {
+                let (owed, unit) = (self.ledger.in_flight(), unit(self.ledger.mode));
+                let message = format!("server closed the connection with {owed} {unit}(s) not echoed");
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, message))
             }
-            match self.stream.get_ref().read(&mut rx) {
-                Ok(0) => {
-                    let (owed, unit) = (self.ledger.in_flight(), unit(self.ledger.mode));
-                    let message = format!("server closed the connection with {owed} {unit}(s) not echoed");
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
-                }
-                Ok(n) => {
-                    self.readable = n == rx.len();
-                    let lines =
-                        self.ledger.check(&rx[..n], Instant::now(), &mut shared.latency.borrow_mut())?;
-                    shared.lines.set(shared.lines.get() + lines);
-                    shared.bytes.set(shared.bytes.get() + n as u64);
-                    return Ok(true);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+            Poll::Ready(Ok(n)) => {
+                let lines = self.ledger.check(&rx[..n], Instant::now(), &mut shared.latency.borrow_mut())?;
+                shared.lines.set(shared.lines.get() + lines);
+                shared.bytes.set(shared.bytes.get() + n as u64);
+                Ok(true)
             }
+            Poll::Ready(Err(err)) => Err(err),
         }
     }
 }

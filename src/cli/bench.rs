@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::io::{self, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,13 +11,16 @@ use futures_lite::StreamExt;
 use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode};
 
-use super::{DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, signals, udp_addr};
+use super::{
+    DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, signals, tls, udp_addr,
+};
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
 #[argh(subcommand, name = "bench")]
 pub(crate) struct BenchArgs {
-    /// server address, host:port, [v6addr]:port or unix:/path (default localhost:8007)
+    /// server address, host:port, [v6addr]:port, tls:host:port or unix:/path (default
+    /// localhost:8007)
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// connections to open (default 50)
@@ -50,6 +54,18 @@ pub(crate) struct BenchArgs {
     /// how long a connection may take to open (default 5s)
     #[argh(option, from_str_fn(parse_duration))]
     connect_timeout: Option<Duration>,
+    /// with a tls: address: trust the CA certificates in this PEM file instead of the
+    /// system's trust store
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// with a tls: address: the name to verify the certificate against and to send (SNI),
+    /// when the address does not name the server
+    #[argh(option)]
+    tls_server_name: Option<String>,
+    /// with a tls: address: do not verify the server's certificate (encrypted, but not
+    /// authenticated; a warning says so)
+    #[argh(switch)]
+    tls_insecure: bool,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -61,6 +77,7 @@ impl BenchArgs {
             return Err("-d and -n cannot be used together".into());
         }
         self.config().check(&flag).map_err(|err| err.to_string())?;
+        self.verify().check(self.addr.as_deref().unwrap_or(DEFAULT_ADDR))?;
         if self.udp {
             udp_addr(self.addr.as_deref())?;
             if self.mode == Some(Mode::Line) {
@@ -92,6 +109,16 @@ impl BenchArgs {
             timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
             connect_timeout: self.connect_timeout.unwrap_or(BenchConfig::default().connect_timeout),
             mode: self.mode.unwrap_or_default(),
+            #[cfg(feature = "tls")]
+            tls: self.verify().config(),
+        }
+    }
+
+    fn verify(&self) -> tls::Verify {
+        tls::Verify {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            insecure: self.tls_insecure,
         }
     }
 
@@ -107,6 +134,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
+    args.verify().warn();
     let mut signals = match signals::catch() {
         Ok(signals) => signals,
         Err(err) => {

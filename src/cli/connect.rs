@@ -1,6 +1,7 @@
 //! `echo connect`: the interactive and pipe-friendly client, over TCP, a Unix socket or UDP.
 
 use std::io::{self, IsTerminal, Read};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll, ready};
@@ -18,7 +19,7 @@ use smol_echo::Mode;
 use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
 use smol_echo::error::context;
 
-use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, udp_addr};
+use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, tls, udp_addr};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -102,7 +103,8 @@ const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 /// --timeout for its echo and prints a summary; exit 1 when no echo came back.
 #[argh(subcommand, name = "connect")]
 pub(crate) struct ConnectArgs {
-    /// server address, host:port, [v6addr]:port or unix:/path (default localhost:8007)
+    /// server address, host:port, [v6addr]:port, tls:host:port or unix:/path (default
+    /// localhost:8007)
     #[argh(positional, from_str_fn(parse_addr))]
     addr: Option<String>,
     /// give up connecting after this long: 250ms, 30s, 2m or seconds (default 10s)
@@ -116,6 +118,18 @@ pub(crate) struct ConnectArgs {
     /// line; host:port only
     #[argh(switch)]
     udp: bool,
+    /// with a tls: address: trust the CA certificates in this PEM file instead of the
+    /// system's trust store
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// with a tls: address: the name to verify the certificate against and to send (SNI),
+    /// when the address does not name the server
+    #[argh(option)]
+    tls_server_name: Option<String>,
+    /// with a tls: address: do not verify the server's certificate (encrypted, but not
+    /// authenticated; a warning says so)
+    #[argh(switch)]
+    tls_insecure: bool,
     /// with --udp: how long to wait for each echo before counting the datagram lost
     /// (default 1s)
     #[argh(option, from_str_fn(parse_duration))]
@@ -126,6 +140,7 @@ impl ConnectArgs {
     /// Checks the combinations argh cannot.
     pub(crate) fn validate(&self) -> Result<(), String> {
         in_duration_range("--connect-timeout", self.connect_timeout)?;
+        self.verify().check(self.addr.as_deref().unwrap_or(DEFAULT_ADDR))?;
         if let Some(timeout) = self.timeout {
             in_duration_range("--timeout", timeout)?;
         }
@@ -141,6 +156,14 @@ impl ConnectArgs {
         }
         Ok(())
     }
+
+    fn verify(&self) -> tls::Verify {
+        tls::Verify {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            insecure: self.tls_insecure,
+        }
+    }
 }
 
 pub(crate) fn run(args: ConnectArgs) -> ExitCode {
@@ -148,8 +171,16 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
     if args.udp {
         return run_udp(addr, args.connect_timeout, args.timeout.unwrap_or(UDP_TIMEOUT));
     }
+    args.verify().warn();
     smol::block_on(async {
-        let stream = match smol_echo::connect(addr, args.connect_timeout).await {
+        #[cfg(feature = "tls")]
+        let connected = match smol_echo::tls::TlsConnector::new(&args.verify().config()) {
+            Ok(connector) => smol_echo::client::connect_tls(addr, args.connect_timeout, &connector).await,
+            Err(err) => Err(err),
+        };
+        #[cfg(not(feature = "tls"))]
+        let connected = smol_echo::connect(addr, args.connect_timeout).await;
+        let stream = match connected {
             Ok(stream) => stream,
             Err(err) => {
                 eprintln!("echo: cannot connect to {addr}: {err}");

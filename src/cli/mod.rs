@@ -15,6 +15,7 @@ mod man;
 mod serve;
 mod signals;
 mod stdio;
+mod tls;
 
 /// The default address of every subcommand.
 const DEFAULT_ADDR: &str = "localhost:8007";
@@ -145,7 +146,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * unit_secs).map_err(|_| invalid())
 }
 
-/// Checks `host:port`, `[v6addr]:port` or `unix:/path` without resolving it, so that a
+/// Checks `host:port`, `[v6addr]:port`, `tls:host:port` or `unix:/path` without resolving it, so that a
 /// malformed address is a usage error (status 2) and not a failure to connect or bind (status 1).
 pub(crate) fn parse_addr(text: &str) -> Result<String, String> {
     let addr: Address = text.parse().map_err(|err: std::io::Error| err.to_string())?;
@@ -164,6 +165,9 @@ pub(crate) fn udp_addr(addr: Option<&str>) -> Result<(), String> {
     match addr {
         Some(text) if matches!(text.parse(), Ok(Address::Unix(_))) => {
             Err(format!("--udp needs host:port, not a Unix socket ('{text}')"))
+        }
+        Some(text) if matches!(text.parse(), Ok(Address::Tls(_))) => {
+            Err(format!("--udp needs host:port: TLS is not served over UDP ('{text}')"))
         }
         _ => Ok(()),
     }

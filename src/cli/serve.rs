@@ -1,5 +1,6 @@
 //! `echo serve`: the process around the library's server: threads, signals, limits, output.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
     DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
-    signals, stdio,
+    signals, stdio, tls,
 };
 
 /// The executor threads `--threads` may ask for: more than a thousand only cost memory.
@@ -24,8 +25,9 @@ const THREADS: std::ops::RangeInclusive<usize> = 1..=1024;
 /// ends a session. SIGINT or SIGTERM stops it gracefully; a second signal stops it at once.
 #[argh(subcommand, name = "serve")]
 pub(crate) struct ServeArgs {
-    /// address to listen on, host:port, [v6addr]:port or unix:/path; repeatable; a host name
-    /// binds every address it resolves to (default localhost:8007 unless --udp is given)
+    /// address to listen on, host:port, [v6addr]:port, tls:host:port or unix:/path;
+    /// repeatable; a host name binds every address it resolves to (default localhost:8007
+    /// unless --udp is given)
     #[argh(option, from_str_fn(parse_addr))]
     listen: Vec<String>,
     /// also serve the UDP echo on host:port: each datagram back to its sender; repeatable
@@ -57,6 +59,13 @@ pub(crate) struct ServeArgs {
     /// back as it arrives) (default line)
     #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
     mode: Mode,
+    /// the certificate chain (PEM, leaf first) the tls: addresses present; without it they
+    /// present a self-signed certificate made at start, whose fingerprint is logged
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// serve one session on standard input and output, then exit: for inetd (nowait), systemd
     /// (Accept=yes) and ssh forced commands; logs still go to stderr
     #[argh(switch)]
@@ -88,6 +97,17 @@ impl ServeArgs {
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+            (Some(_), Some(_)) => {
+                tls::built_in("--tls-cert")?;
+                if !self.listen.iter().any(|addr| addr.starts_with("tls:")) {
+                    return Err("--tls-cert needs a tls: address in --listen, e.g. tls:localhost:8443".into());
+                }
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -167,6 +187,9 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
     if activated.is_some() && args.addresses_given() {
         log::warn!("serving the sockets systemd passed: --listen and --udp are ignored");
     }
+    // Before anything listens: a certificate that cannot be used is an error at start.
+    #[cfg(feature = "tls")]
+    let certificate = tls::load(&args.tls_cert, &args.tls_key)?;
     let threads = args.threads.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
     let config = args.config();
 
@@ -195,6 +218,8 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
                 bound.listeners
             }
         };
+        #[cfg(feature = "tls")]
+        let listeners = tls::certify(listeners, certificate, &listen)?;
         let server = Server::new(listeners, config);
         let addrs = server.local_addrs()?;
         for addr in &addrs {

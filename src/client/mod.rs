@@ -18,6 +18,8 @@ pub use crate::net::{Address, MAX_DATAGRAM};
 
 use crate::error::context;
 use crate::net::{first_to_connect, within};
+#[cfg(feature = "tls")]
+use crate::tls::{TlsConnector, TlsStream};
 pub use udp::{UdpClient, UdpReply, UdpStats};
 // The UDP bench opens its sockets as the UDP client does.
 #[cfg(feature = "bench")]
@@ -112,11 +114,15 @@ pub struct Conversation {
 /// })
 /// .unwrap();
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Stream {
     /// A TCP connection, with `TCP_NODELAY` set.
     Tcp(TcpStream),
+    /// A TLS connection over TCP, its handshake done; closing it sends close_notify, then
+    /// half-closes the TCP connection.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream<TcpStream>>),
     /// A Unix stream socket connection.
     Unix(UnixStream),
 }
@@ -125,6 +131,8 @@ impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
             Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
@@ -134,6 +142,8 @@ impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
             Stream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
         }
     }
@@ -145,6 +155,8 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Stream::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
         }
     }
@@ -152,6 +164,8 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => Pin::new(stream).poll_flush(cx),
             Stream::Unix(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
@@ -160,16 +174,21 @@ impl AsyncWrite for Stream {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_close(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => Pin::new(stream).poll_close(cx),
             Stream::Unix(stream) => Pin::new(stream).poll_close(cx),
         }
     }
 }
 
 /// Connects to `addr`: `unix:/path` is a Unix stream socket; `host:port` or `[v6addr]:port` is
-/// TCP, trying each address the host resolves to in turn until one accepts. Name resolution
-/// and every attempt together get `timeout`.
+/// TCP, trying each address the host resolves to in turn until one accepts; `tls:host:port` is
+/// TLS over such a connection, the server verified against the system's trust store (see
+/// [`connect_tls`] for other ways to verify it). Name resolution, every attempt and the
+/// handshake together get `timeout`.
 ///
-/// The error is the resolver's, the last address's, or `TimedOut`.
+/// The error is the resolver's, the last address's, the handshake's (its text starting with
+/// `tls: `), or `TimedOut`.
 ///
 /// # Examples
 ///
@@ -191,16 +210,65 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
     let attempt = async {
         match addr.parse()? {
             Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            Address::Inet(addr) => {
-                let (stream, _) =
-                    first_to_connect(&async_net::resolve(&*addr).await?, TcpStream::connect).await?;
-                // Typed lines are small and should not wait for an acknowledgement to be sent.
-                stream.set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
+            Address::Inet(host_port) => Ok(Stream::Tcp(connect_tcp(&host_port).await?)),
+            #[cfg(feature = "tls")]
+            Address::Tls(host_port) => {
+                let connector = TlsConnector::new(&Default::default())?;
+                handshake(&connector, &host_port, connect_tcp(&host_port).await?).await
             }
+            #[cfg(not(feature = "tls"))]
+            Address::Tls(_) => Err(crate::net::no_tls(addr)),
         }
     };
     within(timeout, attempt).await
+}
+
+/// [`connect`], verifying a `tls:` address's server as `connector` says: a private CA, another
+/// name than the address's, or no verification at all. Other addresses connect as
+/// [`connect`] does.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use smol_echo::tls::{TlsClientConfig, TlsConnector};
+///
+/// smol::block_on(async {
+///     // A server that closes every connection: the handshake fails, saying so.
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = format!("tls:{}", listener.local_addr()?);
+///     smol::spawn(async move { drop(listener.accept().await) }).detach();
+///     let connector = TlsConnector::new(&TlsClientConfig { insecure: true, ..Default::default() })?;
+///     let err = smol_echo::client::connect_tls(&addr, Duration::from_secs(5), &connector).await.unwrap_err();
+///     assert!(err.to_string().starts_with("tls: "), "{err}");
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+#[cfg(feature = "tls")]
+pub async fn connect_tls(addr: &str, timeout: Duration, connector: &TlsConnector) -> io::Result<Stream> {
+    match addr.parse()? {
+        Address::Tls(host_port) => {
+            within(timeout, async { handshake(connector, &host_port, connect_tcp(&host_port).await?).await })
+                .await
+        }
+        _ => connect(addr, timeout).await,
+    }
+}
+
+/// A TCP connection to the first address of `host_port` that accepts.
+async fn connect_tcp(host_port: &str) -> io::Result<TcpStream> {
+    let (stream, _) = first_to_connect(&async_net::resolve(host_port).await?, TcpStream::connect).await?;
+    // Typed lines are small and should not wait for an acknowledgement to be sent.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The TLS handshake on `tcp`, verifying the server by the host of `host_port`.
+#[cfg(feature = "tls")]
+async fn handshake(connector: &TlsConnector, host_port: &str, tcp: TcpStream) -> io::Result<Stream> {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    Ok(Stream::Tls(Box::new(connector.connect(host, tcp).await?)))
 }
 
 /// Talks to an echo server over `stream`: sends each line of `input` and writes each echo to

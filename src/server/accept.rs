@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use async_io::Async;
 
 use super::listener::SocketFile;
+#[cfg(feature = "tls")]
+use crate::tls::TlsAcceptor;
 
 /// Takes connections from whichever listener has one.
 ///
@@ -26,6 +28,8 @@ pub(crate) struct Acceptor {
 #[derive(Debug)]
 pub(crate) enum StreamListener {
     Tcp(Arc<Async<TcpListener>>),
+    #[cfg(feature = "tls")]
+    Tls(Arc<Async<TcpListener>>, TlsAcceptor),
     Unix {
         socket: Arc<Async<UnixListener>>,
         /// What its connections are logged as.
@@ -45,6 +49,9 @@ struct Watched {
 /// A connection just accepted, and who is at the other end.
 pub(crate) enum Accepted {
     Tcp(Async<TcpStream>, SocketAddr),
+    /// The handshake is still to run, in the connection's own task.
+    #[cfg(feature = "tls")]
+    Tls(Async<TcpStream>, SocketAddr, TlsAcceptor),
     /// Unix peers rarely have a name: the listener's stands for them.
     Unix(Async<UnixStream>, Arc<str>),
 }
@@ -65,6 +72,8 @@ impl Acceptor {
                 if !listener.ready {
                     let readable = match &listener.socket {
                         StreamListener::Tcp(socket) => socket.poll_readable(cx),
+                        #[cfg(feature = "tls")]
+                        StreamListener::Tls(socket, _) => socket.poll_readable(cx),
                         StreamListener::Unix { socket, .. } => socket.poll_readable(cx),
                     };
                     match readable {
@@ -78,6 +87,12 @@ impl Acceptor {
                         .get_ref()
                         .accept()
                         .and_then(|(stream, peer)| Ok(Accepted::Tcp(Async::new(stream)?, peer))),
+                    #[cfg(feature = "tls")]
+                    StreamListener::Tls(socket, acceptor) => {
+                        socket.get_ref().accept().and_then(|(stream, peer)| {
+                            Ok(Accepted::Tls(Async::new(stream)?, peer, acceptor.clone()))
+                        })
+                    }
                     StreamListener::Unix { socket, name, .. } => socket
                         .get_ref()
                         .accept()

@@ -16,6 +16,8 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket
 
 use crate::error::context;
 use crate::net::Address;
+#[cfg(feature = "tls")]
+use crate::tls::TlsAcceptor;
 
 /// A socket the server serves on: a TCP or Unix stream listener, or a UDP socket.
 ///
@@ -41,6 +43,9 @@ pub struct Listener(pub(crate) Kind);
 #[derive(Debug)]
 pub(crate) enum Kind {
     Tcp(Arc<Async<TcpListener>>),
+    /// Each connection's handshake is run by the acceptor before its session.
+    #[cfg(feature = "tls")]
+    Tls(Arc<Async<TcpListener>>, TlsAcceptor),
     /// The file is removed with the listener when this process made it.
     Unix(Arc<Async<UnixListener>>, Option<SocketFile>),
     Udp(Arc<Async<UdpSocket>>),
@@ -51,12 +56,42 @@ impl Listener {
     pub fn local_addr(&self) -> io::Result<ListenAddr> {
         Ok(match &self.0 {
             Kind::Tcp(socket) => ListenAddr::Tcp(socket.get_ref().local_addr()?),
+            #[cfg(feature = "tls")]
+            Kind::Tls(socket, _) => ListenAddr::Tls(socket.get_ref().local_addr()?),
             Kind::Udp(socket) => ListenAddr::Udp(socket.get_ref().local_addr()?),
             Kind::Unix(socket, _) => {
                 let addr = socket.get_ref().local_addr()?;
                 ListenAddr::Unix(addr.as_pathname().map(Path::to_path_buf).unwrap_or_default())
             }
         })
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Listener {
+    /// Serves TLS with `acceptor` on this listener: a TCP one becomes a TLS one, a TLS one
+    /// changes its certificate (e.g. the self-signed one [`bind`] made for it). A Unix or UDP
+    /// listener is returned as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smol_echo::server::{ListenAddr, Listener};
+    /// use smol_echo::tls::TlsAcceptor;
+    ///
+    /// smol::block_on(async {
+    ///     let tcp = Listener::from(async_net::TcpListener::bind("127.0.0.1:0").await?);
+    ///     let tls = tcp.with_tls(TlsAcceptor::self_signed(&[])?);
+    ///     assert!(matches!(tls.local_addr()?, ListenAddr::Tls(_)));
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn with_tls(self, acceptor: TlsAcceptor) -> Listener {
+        match self.0 {
+            Kind::Tcp(socket) | Kind::Tls(socket, _) => Listener(Kind::Tls(socket, acceptor)),
+            other => Listener(other),
+        }
     }
 }
 
@@ -80,7 +115,7 @@ impl From<async_net::UdpSocket> for Listener {
 }
 
 /// Where a [`Listener`] is bound, written the way [`bind`] takes it:
-/// `127.0.0.1:8007`, `udp:127.0.0.1:8007`, `unix:/run/echo.sock`.
+/// `127.0.0.1:8007`, `tls:127.0.0.1:8443`, `udp:127.0.0.1:8007`, `unix:/run/echo.sock`.
 ///
 /// # Examples
 ///
@@ -95,6 +130,8 @@ impl From<async_net::UdpSocket> for Listener {
 pub enum ListenAddr {
     /// A TCP listener.
     Tcp(SocketAddr),
+    /// A TCP listener that serves TLS.
+    Tls(SocketAddr),
     /// A UDP socket.
     Udp(SocketAddr),
     /// A Unix stream listener, by its path (empty when it has none).
@@ -127,6 +164,7 @@ impl FromStr for ListenAddr {
         Ok(match Wanted::parse(text)? {
             Wanted::Stream(Address::Unix(path)) => ListenAddr::Unix(path),
             Wanted::Stream(Address::Inet(host_port)) => ListenAddr::Tcp(literal(&host_port)?),
+            Wanted::Stream(Address::Tls(host_port)) => ListenAddr::Tls(literal(&host_port)?),
             Wanted::Udp(host_port) => ListenAddr::Udp(literal(&host_port)?),
         })
     }
@@ -145,7 +183,7 @@ impl Wanted {
         match text.strip_prefix("udp:") {
             Some(host_port) => match Address::inet(host_port)? {
                 Address::Inet(host_port) => Ok(Wanted::Udp(host_port)),
-                Address::Unix(_) => unreachable!("Address::inet has no Unix form"),
+                _ => unreachable!("Address::inet gives only Inet"),
             },
             None => Ok(Wanted::Stream(text.parse()?)),
         }
@@ -156,6 +194,7 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(addr) => addr.fmt(f),
+            ListenAddr::Tls(addr) => write!(f, "tls:{addr}"),
             ListenAddr::Udp(addr) => write!(f, "udp:{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
         }
@@ -163,7 +202,12 @@ impl fmt::Display for ListenAddr {
 }
 
 /// Binds every address each of `addrs` names: `host:port` or `[v6addr]:port` for TCP,
-/// `udp:host:port` for UDP, `unix:/path` for a Unix stream socket.
+/// `tls:host:port` for TLS over TCP, `udp:host:port` for UDP, `unix:/path` for a Unix stream
+/// socket.
+///
+/// A TLS listener starts with a self-signed certificate made for its host name and addresses;
+/// give it a real one with [`Listener::with_tls`]. Without the `tls` feature a `tls:` address
+/// fails to bind, saying why.
 ///
 /// A host name binds every address it resolves to. An address that fails while another binds
 /// is left out ([`bind_each`] also returns why); none binding is an error. Port 0 picks a free
@@ -210,7 +254,7 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     for addr in addrs.iter().map(AsRef::as_ref) {
-        let (udp, host_port) = match Wanted::parse(addr) {
+        let (kind, host_port) = match Wanted::parse(addr) {
             Ok(Wanted::Stream(Address::Unix(path))) => {
                 match bind_unix(&path) {
                     Ok(listener) => listeners.push(listener),
@@ -218,8 +262,9 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
                 }
                 continue;
             }
-            Ok(Wanted::Stream(Address::Inet(host_port))) => (false, host_port),
-            Ok(Wanted::Udp(host_port)) => (true, host_port),
+            Ok(Wanted::Stream(Address::Inet(host_port))) => (Socket::Tcp, host_port),
+            Ok(Wanted::Stream(Address::Tls(host_port))) => (Socket::Tls, host_port),
+            Ok(Wanted::Udp(host_port)) => (Socket::Udp, host_port),
             Err(err) => {
                 failures.push(err);
                 continue;
@@ -234,20 +279,48 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
         };
         let mut seen = Vec::new();
         for socket_addr in resolved {
-            if seen.contains(&socket_addr) {
-                continue;
+            if !seen.contains(&socket_addr) {
+                seen.push(socket_addr);
             }
-            seen.push(socket_addr);
-            let bound = match udp {
-                true => Async::<UdpSocket>::bind(socket_addr).map(|s| Listener(Kind::Udp(Arc::new(s)))),
-                false => Async::<TcpListener>::bind(socket_addr)
+        }
+        #[cfg(feature = "tls")]
+        let acceptor = match kind {
+            Socket::Tls => match self_signed_for(&host_port, &seen) {
+                Ok(acceptor) => Some(acceptor),
+                Err(err) => {
+                    failures.push(context(err, format_args!("cannot listen on {addr}")));
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        for socket_addr in seen {
+            let bound = match kind {
+                Socket::Udp => {
+                    Async::<UdpSocket>::bind(socket_addr).map(|s| Listener(Kind::Udp(Arc::new(s))))
+                }
+                Socket::Tcp | Socket::Tls => Async::<TcpListener>::bind(socket_addr)
                     .and_then(deepen_backlog)
                     .map(|l| Listener(Kind::Tcp(Arc::new(l)))),
+            };
+            #[cfg(feature = "tls")]
+            let bound = bound.map(|listener| match &acceptor {
+                Some(acceptor) => listener.with_tls(acceptor.clone()),
+                None => listener,
+            });
+            #[cfg(not(feature = "tls"))]
+            let bound = match kind {
+                Socket::Tls => Err(crate::net::no_tls(addr)),
+                _ => bound,
             };
             match bound {
                 Ok(listener) => listeners.push(listener),
                 Err(err) => {
-                    let name = if udp { ListenAddr::Udp(socket_addr) } else { ListenAddr::Tcp(socket_addr) };
+                    let name = match kind {
+                        Socket::Tcp => ListenAddr::Tcp(socket_addr),
+                        Socket::Tls => ListenAddr::Tls(socket_addr),
+                        Socket::Udp => ListenAddr::Udp(socket_addr),
+                    };
                     failures.push(context(err, format_args!("cannot listen on {name}")))
                 }
             }
@@ -263,6 +336,29 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
         });
     }
     Ok(Bound { listeners, failures })
+}
+
+/// The sockets an Internet address can ask for.
+#[derive(Clone, Copy)]
+enum Socket {
+    Tcp,
+    Tls,
+    Udp,
+}
+
+/// A self-signed certificate for the host `host_port` names and the addresses it resolved to,
+/// until the caller gives the listener one of its own ([`Listener::with_tls`]).
+#[cfg(feature = "tls")]
+fn self_signed_for(host_port: &str, addrs: &[SocketAddr]) -> io::Result<TlsAcceptor> {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    let mut names = vec![host.trim_start_matches('[').trim_end_matches(']').to_string()];
+    for addr in addrs {
+        let ip = addr.ip().to_string();
+        if !names.contains(&ip) {
+            names.push(ip);
+        }
+    }
+    TlsAcceptor::self_signed(&names)
 }
 
 /// Binds a Unix stream listener at `path`, replacing the socket file of a server that is gone.
@@ -403,7 +499,7 @@ mod tests {
                             .push(connected.unwrap_or_else(|err| panic!("connect {n} to {path:?}: {err}")));
                     }
                 }
-                ListenAddr::Udp(_) => unreachable!("no UDP address was bound"),
+                other => unreachable!("only TCP and Unix listeners were bound, not {other}"),
             }
         }
     }

@@ -231,6 +231,8 @@ fn by_kind(listeners: Vec<Listener>) -> (Vec<StreamListener>, Vec<Arc<Async<UdpS
         let addr = listener.local_addr();
         match listener.0 {
             Kind::Tcp(socket) => streams.push(StreamListener::Tcp(socket)),
+            #[cfg(feature = "tls")]
+            Kind::Tls(socket, acceptor) => streams.push(StreamListener::Tls(socket, acceptor)),
             Kind::Unix(socket, file) => {
                 // What the listener's nameless peers are logged as.
                 let name = addr.map_or_else(|_| "unix:".into(), |addr| addr.to_string().into());
@@ -339,6 +341,12 @@ fn connection<H: Send + 'static>(
             stream.get_ref().set_nodelay(true).ok();
             (Peer::Inet(peer), config.mode.echo(stream, &config.echo, stop))
         }
+        #[cfg(feature = "tls")]
+        Accepted::Tls(stream, peer, acceptor) => {
+            let stream = SocketConn::new(stream, stop.flag());
+            stream.get_ref().set_nodelay(true).ok();
+            (Peer::Inet(peer), tls_session(acceptor, stream, config, stop))
+        }
         Accepted::Unix(stream, listener) => {
             let stream = SocketConn::new(stream, stop.flag());
             (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
@@ -360,6 +368,33 @@ fn connection<H: Send + 'static>(
         );
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
+    })
+}
+
+/// The handshake, within the idle timeout and cut short by a stop, then the session over TLS.
+/// A failed handshake is the session's end, with the handshake's reason and nothing echoed.
+#[cfg(feature = "tls")]
+fn tls_session(
+    acceptor: crate::tls::TlsAcceptor,
+    stream: SocketConn<std::net::TcpStream>,
+    config: &ServerConfig,
+    mut stop: Stopped,
+) -> Pin<Box<dyn Future<Output = crate::Session> + Send>> {
+    let (mode, echo) = (config.mode, config.echo.clone());
+    Box::pin(async move {
+        let handshake = acceptor.accept(stream, echo.idle_timeout);
+        let stopped = async {
+            (&mut stop).await;
+            Err(io::Error::other("shutdown"))
+        };
+        let reason = match handshake.or(stopped).await {
+            Ok(tls) => return mode.echo(tls, &echo, stop).await,
+            Err(_) if stop.flag().is_set() => crate::CloseReason::Shutdown,
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => crate::CloseReason::IdleTimeout,
+            // Every other handshake error's text starts with `tls: ` and says what failed.
+            Err(err) => crate::CloseReason::Protocol(err.to_string()),
+        };
+        crate::Session { reason, ..Default::default() }
     })
 }
 

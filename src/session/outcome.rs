@@ -10,7 +10,7 @@ use std::io;
 /// ```
 /// assert_eq!(smol_echo::CloseReason::IdleTimeout.to_string(), "idle timeout");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// The peer half-closed; everything it sent was echoed.
@@ -27,6 +27,9 @@ pub enum CloseReason {
     Reset,
     /// The server shut down.
     Shutdown,
+    /// The layer under the session broke its protocol: a TLS handshake or record that failed,
+    /// say. The text says what, starting with the layer's name (`tls: ...`).
+    Protocol(String),
     /// Another I/O error ended the session.
     Error(io::ErrorKind),
 }
@@ -40,6 +43,9 @@ impl CloseReason {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::WriteZero => CloseReason::Reset,
+            // The session itself never fails this way: the stream under it (TLS) does, and its
+            // text is the reason.
+            io::ErrorKind::InvalidData => CloseReason::Protocol(err.to_string()),
             kind => CloseReason::Error(kind),
         }
     }
@@ -55,6 +61,7 @@ impl fmt::Display for CloseReason {
             CloseReason::WriteTimeout => "write timeout",
             CloseReason::Reset => "reset",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Protocol(text) => text,
             CloseReason::Error(kind) => return write!(f, "error: {kind}"),
         })
     }
@@ -73,7 +80,7 @@ impl fmt::Display for CloseReason {
 /// let session = smol_echo::Session::default();
 /// assert_eq!((session.lines, session.bytes), (0, 0));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// Lines echoed.
     pub lines: u64,
