@@ -56,7 +56,7 @@ pub fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
 /// An `echo serve` child process whose stderr is read line by line.
 pub struct ServerProcess {
     pub child: Child,
-    /// The TCP listening addresses.
+    /// The TCP listening addresses, TLS ones included.
     pub addrs: Vec<SocketAddr>,
     /// Every listening line's address as printed: TCP, `udp:...`, `unix:...`.
     pub listening: Vec<String>,
@@ -106,7 +106,7 @@ impl ServerProcess {
                 .unwrap_or_else(|| panic!("no listening line; stderr: {:?}", server.log()));
             let name = line.trim_start_matches("listening on ").to_string();
             if !name.starts_with("udp:") && !name.starts_with("unix:") {
-                server.addrs.push(name.parse().expect("address"));
+                server.addrs.push(name.trim_start_matches("tls:").parse().expect("address"));
             }
             server.listening.push(name);
         }
@@ -266,3 +266,5 @@ impl Drop for SocketPath {
 }
 
 pub mod mem;
+#[cfg(feature = "tls")]
+pub mod pki;
