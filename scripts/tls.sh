@@ -19,6 +19,20 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log=$(mktemp)
 server_pid=
 trap 'stop_server "$server_pid"; rm -f "$log"' EXIT
+
+echo "# $(date -u +%F), $(nproc) CPUs, server pinned to CPU 0, bench to CPU 1, ${SECS}s x $ROUNDS rounds"
+
+# Idle memory: 1,000 connections held over each kind of listener, each on a server of its own
+# that has allocated nothing a later connection could reuse.
+for which in plain tls; do
+  start_server "$ECHO" "$log" 1 --threads 1 -q --listen "$([[ $which == tls ]] && echo tls:)127.0.0.1:0"
+  addr=$(grep -m1 '^listening on ' "$log" | cut -d' ' -f3)
+  flag=(); [[ $which == tls ]] && flag=(--tls)
+  result=$(python3 "$HERE/idle_tls.py" --pid "$server_pid" "${flag[@]}" -n 1000 "${addr#tls:}" | grep '^RESULT')
+  echo "idle $which: ${result#RESULT }"
+  stop_server "$server_pid"
+done
+
 start_server "$ECHO" "$log" 2 --threads 1 -q --listen 127.0.0.1:0 --listen tls:127.0.0.1:0
 taskset -apc 0 "$server_pid" >/dev/null
 plain=$(grep -m1 '^listening on [0-9]' "$log" | cut -d' ' -f3)
@@ -28,7 +42,6 @@ bench() { taskset -c 1 "$ECHO" bench "$@" --json 2>/dev/null; }
 field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, r))' "$1" "$2"; }
 median() { python3 -c 'import statistics,sys; v=sorted(float(x) for x in sys.argv[1:]); print(f"{statistics.median(v):.0f} ({v[0]:.0f}-{v[-1]:.0f})")' "$@"; }
 
-echo "# $(date -u +%F), $(nproc) CPUs, server pinned to CPU 0, bench to CPU 1, ${SECS}s x $ROUNDS rounds"
 printf '%-28s %-24s %-20s %-24s %-20s %s\n' scenario "plain lines/s" "plain p99 µs" "TLS lines/s" "TLS p99 µs" "TLS/plain"
 for scenario in "S2 -c 50 -p 1 -s 64" "S4 -c 10 -p 4 -s 16384"; do
   name=${scenario%% *} flags=${scenario#* }
@@ -58,12 +71,3 @@ ticks=$(getconf CLK_TCK)
 python3 -c 'import sys; n, t, hz, wall, p50, p99 = map(float, sys.argv[1:]); print(f"handshakes: {n:.0f} in {wall:.2f} s, {n / (t / hz):.0f} per second of server CPU; handshake p50 {p50:.0f} µs, p99 {p99:.0f} µs (client side)")' \
   "$HANDSHAKES" "$((after - before))" "$ticks" "$(field "$r" duration_s)" "$(field "$r" "handshakes['latency_us']['p50']")" "$(field "$r" "handshakes['latency_us']['p99']")"
 
-# Idle memory: 1,000 connections held over each listener in turn.
-for which in plain tls; do
-  addr=${!which} addr=${addr#tls:}
-  flag=(); [[ $which == tls ]] && flag=(--tls)
-  result=$(python3 "$HERE/idle_tls.py" --pid "$server_pid" "${flag[@]}" -n 1000 "$addr" | grep '^RESULT')
-  echo "idle $which: ${result#RESULT }"
-  # Let the server close them before the next measurement.
-  sleep 1
-done

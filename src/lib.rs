@@ -15,12 +15,12 @@
 //!   its [`EchoConfig`], and returns a [`Session`] with its [`CloseReason`]; [`echo_raw`] is the
 //!   RFC 862 echo, every byte back as it arrives; [`Mode`] picks one of them for a session. Both
 //!   run on one engine and differ only in how much of what was read they echo at once.
-//! - [`server`]: the [`Server`] serves on [`Listener`](server::Listener)s (TCP, Unix stream,
-//!   UDP) from [`bind`] or passed in by systemd ([`activated`](server::activated)), runs a
+//! - [`server`]: the [`Server`] serves on [`Listener`](server::Listener)s (TCP, TLS, Unix
+//!   stream, UDP) from [`bind`] or passed in by systemd ([`activated`](server::activated)), runs a
 //!   session per connection on the caller's executor, echoes datagrams, and stops gracefully
 //!   when told to, with a [`Summary`](server::Summary).
 //! - [`client`]: [`converse`] sends input lines and writes their echoes at the same time, over
-//!   a [`Stream`](client::Stream) (TCP or Unix socket) from [`connect`], until the server
+//!   a [`Stream`](client::Stream) (TCP, TLS or Unix socket) from [`connect`], until the server
 //!   closes, and returns a [`Conversation`](client::Conversation): how it ended and what the
 //!   server still owed; [`converse_raw`](client::converse_raw) does the same for RFC 862, bytes
 //!   unchanged.
