@@ -6,7 +6,8 @@
 //! line's latency runs from when it was due, not from when it could be sent (wrk2's answer to
 //! coordinated omission): a line held back by a slow server, or by `depth` lines already in
 //! flight, counts its wait. A connection that falls behind sends what is due at once, as far as
-//! `depth` lets it.
+//! `depth` lets it. With a duration the schedule ends there: a connection sends the lines due
+//! before the end and is done, without waiting for a timer past it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,8 @@ pub(super) struct Pace {
     stride: u64,
     /// Lines per second in total.
     rate: u64,
+    /// No line is due from then on.
+    end: Option<Instant>,
     timer: Timer,
     /// When the timer is set for, if it is.
     armed: Option<Instant>,
@@ -31,13 +34,20 @@ pub(super) struct Pace {
 
 impl Pace {
     /// The schedule of connection `connection` of `connections`, sharing `rate` lines per second
-    /// from `origin` on.
-    pub(super) fn new(connection: usize, connections: usize, rate: u64, origin: Instant) -> Pace {
+    /// from `origin` until `end`.
+    pub(super) fn new(
+        connection: usize,
+        connections: usize,
+        rate: u64,
+        origin: Instant,
+        end: Option<Instant>,
+    ) -> Pace {
         Pace {
             origin,
             next: connection as u64,
             stride: connections as u64,
             rate,
+            end,
             timer: Timer::never(),
             armed: None,
         }
@@ -50,12 +60,18 @@ impl Pace {
         self.origin + Duration::from_nanos(nanos as u64)
     }
 
+    /// No more lines are due: the next would be at or after the end.
+    pub(super) fn over(&self) -> bool {
+        self.end.is_some_and(|end| self.due() >= end)
+    }
+
     /// Calls `send` with the due time of each line due by now, at most `max` of them, and tells
-    /// how many. When fewer than `max` were due, `cx` is woken when the next one is.
+    /// how many. When fewer than `max` were due, `cx` is woken when the next one is, unless the
+    /// schedule is [over](Pace::over).
     pub(super) fn take_due(&mut self, max: u64, cx: &mut Context<'_>, mut send: impl FnMut(Instant)) -> u64 {
         let mut taken = 0;
         let mut now = Instant::now();
-        while taken < max {
+        while taken < max && !self.over() {
             let due = self.due();
             if due <= now {
                 send(due);
@@ -84,7 +100,7 @@ mod tests {
     /// The due times of the first `lines` lines of `connection`, in microseconds from the origin.
     fn schedule(connection: usize, connections: usize, rate: u64, lines: u64) -> Vec<u128> {
         let origin = Instant::now() - Duration::from_secs(3600);
-        let mut pace = Pace::new(connection, connections, rate, origin);
+        let mut pace = Pace::new(connection, connections, rate, origin, None);
         let mut due = Vec::new();
         let waker = std::task::Waker::noop();
         pace.take_due(lines, &mut Context::from_waker(waker), |at| due.push((at - origin).as_micros()));
@@ -103,7 +119,7 @@ mod tests {
 
     #[test]
     fn only_the_lines_due_are_taken_and_the_timer_is_set_for_the_next() {
-        let mut pace = Pace::new(0, 1, 10, Instant::now() - Duration::from_millis(250));
+        let mut pace = Pace::new(0, 1, 10, Instant::now() - Duration::from_millis(250), None);
         let waker = std::task::Waker::noop();
         let mut due = 0;
         // Due at 0, 100 and 200 ms; the next at 300 ms is not yet.
@@ -111,7 +127,19 @@ mod tests {
         assert_eq!(due, 3);
         assert!(pace.armed.is_some_and(|at| at > Instant::now()));
         // At most `max`, even when more are due.
-        let mut late = Pace::new(0, 1, 1000, Instant::now() - Duration::from_secs(1));
+        let mut late = Pace::new(0, 1, 1000, Instant::now() - Duration::from_secs(1), None);
         assert_eq!(late.take_due(5, &mut Context::from_waker(waker), |_| {}), 5);
+    }
+
+    #[test]
+    fn the_schedule_ends_before_the_end_and_sets_no_timer_past_it() {
+        let origin = Instant::now() - Duration::from_millis(500);
+        // 10 lines/s over 2 connections for 300 ms: lines at 0, 100 and 200 ms, the first and
+        // the third on connection 0; its next, at 400 ms, is past the end.
+        let mut pace = Pace::new(0, 2, 10, origin, Some(origin + Duration::from_millis(300)));
+        let waker = std::task::Waker::noop();
+        assert_eq!(pace.take_due(100, &mut Context::from_waker(waker), |_| {}), 2);
+        assert!(pace.over());
+        assert_eq!(pace.armed, None);
     }
 }

@@ -20,7 +20,7 @@ use async_executor::LocalExecutor;
 use async_io::Async;
 use hdrhistogram::Histogram;
 
-use super::config::BenchConfig;
+use super::config::{BenchConfig, BenchLimit};
 use super::pace::Pace;
 use super::payload::{stamp, template, unit};
 use super::report::{BenchReport, Progress, Transport};
@@ -182,10 +182,14 @@ where
     // connections still running.
     let (running, finished) = async_channel::bounded::<()>(1);
     let start = Instant::now();
+    let end = match config.limit {
+        BenchLimit::Duration(duration) => Some(start + duration),
+        BenchLimit::Lines(_) => None,
+    };
     let mut first = Some(first);
     for (id, &quota) in quotas.iter().enumerate() {
         let stream = first.take();
-        let pace = config.rate.map(|rate| Pace::new(id, quotas.len(), rate, start));
+        let pace = config.rate.map(|rate| Pace::new(id, quotas.len(), rate, start, end));
         let conn =
             run_connection(id, target.clone(), stream, quota, pace, config.clone(), shared, running.clone());
         ex.spawn(conn).detach();
@@ -237,7 +241,9 @@ async fn run_connection<A: Target>(
             Ok(sent) => quota = quota.map(|left| left - sent),
             Err(err) => return shared.fail(1, format!("connection {}: {err}", id + 1)),
         }
-        if config.churn.is_none() || shared.stop.get() || quota == Some(0) {
+        // Open no connection that would send nothing.
+        let over = pace.as_ref().is_some_and(Pace::over);
+        if config.churn.is_none() || shared.stop.get() || quota == Some(0) || over {
             return;
         }
     }
@@ -347,7 +353,9 @@ where
     }
 
     fn wants_more(&self) -> bool {
-        !self.shared.stop.get() && self.quota.is_none_or(|quota| self.ledger.queued < quota)
+        !self.shared.stop.get()
+            && self.quota.is_none_or(|quota| self.ledger.queued < quota)
+            && !self.pace.as_ref().is_some_and(|pace| pace.over())
     }
 
     /// Queues lines until `depth` are in flight, or the quota is reached; with a rate, only the
