@@ -30,7 +30,9 @@
 //!   [`BenchReport`](bench::BenchReport) of lines/s, MiB/s and latency.
 //!   [`bench_udp`](bench::bench_udp) does the same with datagrams;
 //!   [`bench_until`](bench::bench_until) and [`bench_udp_until`](bench::bench_udp_until) stop
-//!   early when told (a signal) and report what they measured.
+//!   early when told (a signal) and report what they measured. [`BenchConfig::rate`] makes it
+//!   an open loop (latency from each line's due time), [`BenchConfig::churn`] reconnects every
+//!   K lines; the report's [`Distribution`](bench::Distribution) holds every line's latency.
 //! - [`error`]: [`context`](error::context) puts what was being done in front of an I/O error
 //!   and keeps the error itself as its `source()`.
 //!

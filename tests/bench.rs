@@ -643,3 +643,188 @@ fn udp_usage_errors() {
         );
     }
 }
+
+/// The `latency_us` percentile `key` of a JSON report, in microseconds.
+fn latency(report: &Value, key: &str) -> f64 {
+    number(&report["latency_us"], key)
+}
+
+#[test]
+fn a_rate_is_kept_and_reported_under_its_own_key() {
+    let server = InProcessServer::start(ServerConfig::default());
+    let output = bench(&[&server.addr.to_string(), "-c", "4", "--rate", "2000", "-d", "1s", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "", "no warning when the rate is kept");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report = report(&output);
+    let rate = &report["rate"];
+    assert_eq!(number(rate, "target_per_s"), 2000.0);
+    assert_eq!(rate["kept"], true, "{report}");
+    // Lenient: CI has two cores. The schedule holds 2000 lines; all of them were echoed.
+    let achieved = number(rate, "achieved_per_s");
+    assert!((1800.0..2200.0).contains(&achieved), "{report}");
+    assert!((1800.0..=2000.0).contains(&number(&report, "lines")), "{report}");
+    assert!(number(&report, "lines_per_s") > 1600.0, "{report}");
+    // A new key between the old ones, which keep their order: `errors` is still last.
+    assert!(stdout.contains(r#""mode":"line","rate":{"target_per_s":2000,"#), "{stdout}");
+    assert!(stdout.trim_end().ends_with(r#","connect_errors":0,"errors":0}"#), "{stdout}");
+    assert!(report.get("churn").is_none());
+}
+
+#[test]
+fn a_stalled_server_shows_in_the_percentiles_of_an_open_loop_and_not_of_a_closed_one() {
+    // Echoes at once, except that it stops for 300 ms before the 50th line.
+    let stalling = || {
+        tampering_server(16, |index, line, out| {
+            if index == 50 {
+                thread::sleep(Duration::from_millis(300));
+            }
+            out.extend_from_slice(line);
+        })
+    };
+    // 500 lines/s for a second: the 150 due during the stall each count their wait.
+    let addr = stalling().to_string();
+    let open = bench(&[&addr, "-c", "1", "-p", "1000", "-s", "16", "-n", "500", "--rate", "500", "--json"]);
+    assert!(open.status.success(), "{}", stderr(&open));
+    let open = report(&open);
+    // Closed loop, the stall holds back the load instead, and only one line sees it.
+    let addr = stalling().to_string();
+    let closed = bench(&[&addr, "-c", "1", "-s", "16", "-n", "500", "--json"]);
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    let closed = report(&closed);
+    for report in [&open, &closed] {
+        assert_eq!(number(report, "lines"), 500.0);
+        assert!(latency(report, "max") >= 290_000.0, "{report}");
+    }
+    assert!(latency(&open, "p90") > 100_000.0, "open loop: {open}");
+    assert!(latency(&closed, "p90") < 50_000.0, "closed loop: {closed}");
+}
+
+#[test]
+fn a_rate_the_server_cannot_keep_is_told_on_stderr_and_in_the_json() {
+    // 10 ms per line: at most 100 lines/s with one in flight.
+    let addr = tampering_server(16, |_, line, out| {
+        thread::sleep(Duration::from_millis(10));
+        out.extend_from_slice(line);
+    });
+    let output =
+        bench(&[&addr.to_string(), "-c", "1", "-s", "16", "--rate", "1000", "-d", "500ms", "--json"]);
+    assert!(output.status.success(), "a warning, not an error: {}", stderr(&output));
+    let report = report(&output);
+    assert_eq!(report["rate"]["kept"], false, "{report}");
+    assert!(number(&report["rate"], "achieved_per_s") < 200.0, "{report}");
+    let stderr = stderr(&output);
+    assert!(stderr.starts_with("echo: sent ") && stderr.contains("under 99 % of --rate 1000"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Latency counts from the due time: the line due last waited for the whole backlog.
+    assert!(latency(&report, "max") > 200_000.0, "{report}");
+}
+
+#[test]
+fn churn_opens_a_connection_every_k_lines_and_closes_each_cleanly() {
+    let server = InProcessServer::start(ServerConfig::default());
+    let output =
+        bench(&[&server.addr.to_string(), "-c", "3", "--churn", "10", "-n", "300", "-p", "4", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report = report(&output);
+    assert_eq!((number(&report, "lines"), number(&report, "errors")), (300.0, 0.0));
+    let churn = &report["churn"];
+    assert_eq!((number(churn, "lines_per_connection"), number(churn, "connects")), (10.0, 30.0));
+    let per_s = number(churn, "connects_per_s");
+    assert!((per_s - 30.0 / number(&report, "duration_s")).abs() < 0.1 * per_s + 1.0, "{report}");
+    let connect = &churn["connect_us"];
+    let percentiles: Vec<f64> =
+        ["p50", "p90", "p99", "p999", "max"].iter().map(|p| number(connect, p)).collect();
+    assert!(percentiles[0] > 0.0 && percentiles.windows(2).all(|pair| pair[0] <= pair[1]), "{connect}");
+    assert!(stdout.trim_end().ends_with(r#"}},"connect_errors":0,"errors":0}"#), "{stdout}");
+    // The server saw every connection, each with its ten lines, ended as a client ends it.
+    let summary = server.stop();
+    assert_eq!((summary.connections, summary.lines, summary.unfinished), (30, 300, 0));
+}
+
+#[test]
+fn churn_with_a_rate_and_a_duration_and_in_the_table() {
+    let server = InProcessServer::start(ServerConfig::default());
+    let addr = server.addr.to_string();
+    let output = bench(&[&addr, "-c", "2", "--churn", "5", "--rate", "400", "-d", "500ms"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = String::from_utf8(output.stdout).unwrap();
+    for row in [
+        "rate/s               400  asked, ",
+        "connects     ",
+        "(",
+        "/s, one per 5 lines)",
+        "connect µs  p50 ",
+    ] {
+        assert!(table.contains(row), "no {row:?} in {table}");
+    }
+    // Not a terminal: no bars.
+    assert!(!table.contains('█'), "{table}");
+    let summary = server.stop();
+    // 200 lines due in the half second, five a connection.
+    assert!((36..=40).contains(&summary.connections), "{summary:?}");
+    assert_eq!(summary.lines, summary.connections * 5);
+}
+
+#[test]
+fn percentiles_are_written_in_hdrhistograms_format() {
+    let server = InProcessServer::start(ServerConfig::default());
+    let path = std::env::temp_dir().join(format!("smol-echo-{}-latency.hgrm", std::process::id()));
+    let output =
+        bench(&[&server.addr.to_string(), "-n", "200", "-c", "2", "--percentiles", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&path).expect("the percentiles file");
+    std::fs::remove_file(&path).ok();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("       Value     Percentile TotalCount 1/(1-Percentile)"));
+    assert_eq!(lines.next(), Some(""));
+    let (rows, footer): (Vec<&str>, Vec<&str>) = lines.partition(|line| !line.starts_with('#'));
+    let rows: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|row| row.split_whitespace().map(|cell| cell.parse().expect(row)).collect())
+        .collect();
+    let (last, steps) = rows.split_last().expect("rows");
+    assert!(steps.iter().all(|row| row.len() == 4), "{text}");
+    assert_eq!(last[1..], [1.0, 200.0], "{text}");
+    // Milliseconds: loopback round trips are well under a second, and more than a microsecond.
+    assert!(steps.iter().all(|row| (0.001..1000.0).contains(&row[0])), "{text}");
+    assert_eq!(footer.len(), 3, "{text}");
+    assert!(
+        footer[1].starts_with("#[Max     = ") && footer[1].ends_with("Total count    =          200]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_percentiles_file_that_cannot_be_written_fails_before_the_run() {
+    let output = bench(&["127.0.0.1:1", "--percentiles", "/nonexistent/dir/latency.hgrm"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr(&output);
+    assert!(stderr.starts_with("echo: cannot write /nonexistent/dir/latency.hgrm: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "before any connection: {stderr}");
+}
+
+#[test]
+fn rate_and_churn_usage_errors() {
+    for (args, message) in [
+        (&["127.0.0.1:7", "--rate", "0"][..], "--rate must be from 1 to 1000000000, not 0"),
+        (&["127.0.0.1:7", "--rate", "fast"][..], "'--rate' with value 'fast'"),
+        (&["127.0.0.1:7", "--churn", "0"][..], "--churn must be from 1 to"),
+        (
+            &["--udp", "127.0.0.1:7", "--rate", "10"][..],
+            "--rate and --churn apply to stream benches, not --udp",
+        ),
+        (
+            &["--udp", "127.0.0.1:7", "--churn", "10"][..],
+            "--rate and --churn apply to stream benches, not --udp",
+        ),
+    ] {
+        let output = bench(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = stderr(&output);
+        assert!(stderr.starts_with("echo: ") && stderr.lines().next().unwrap().contains(message), "{stderr}");
+        assert!(stderr.lines().count() <= 2, "{stderr}");
+    }
+}

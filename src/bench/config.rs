@@ -71,6 +71,18 @@ pub struct BenchConfig {
     /// How a bench of a `tls:` address verifies the server.
     #[cfg(feature = "tls")]
     pub tls: crate::tls::TlsClientConfig,
+    /// Open loop: send this many lines per second in total, spread evenly over the connections,
+    /// and measure each line's latency from the moment it was due, not from its actual send, so
+    /// that a server that stalls shows in the percentiles instead of slowing the load down (no
+    /// coordinated omission); `None`, the default, sends the next line as soon as an echo makes
+    /// room. `depth` still caps the lines in flight: a line
+    /// due while `depth` are in flight waits, and its wait counts in its latency. Stream benches
+    /// only; within [`BenchConfig::RATE`].
+    pub rate: Option<u64>,
+    /// Connection churn: each connection closes after this many lines (cleanly: it half-closes
+    /// and reads until the server closes) and a new one opens in its place; `None`, the default,
+    /// keeps each connection to the end. Stream benches only; at least 1.
+    pub churn: Option<u64>,
 }
 
 impl BenchConfig {
@@ -100,8 +112,16 @@ impl BenchConfig {
     /// 16 MiB. UDP takes at most [`BenchConfig::MAX_UDP_SIZE`].
     pub const SIZE: RangeInclusive<usize> = BenchConfig::MIN_SIZE..=16 << 20;
 
+    /// The rates ([`BenchConfig::rate`]) a bench may be asked for, in lines per second in total.
+    ///
+    /// ```
+    /// assert!(smol_echo::BenchConfig::RATE.contains(&1_000_000));
+    /// ```
+    pub const RATE: RangeInclusive<u64> = 1..=1_000_000_000;
+
     /// Refuses settings out of their documented ranges ([`BenchConfig::CONNECTIONS`],
-    /// [`BenchConfig::DEPTH`], [`BenchConfig::SIZE`], at least one line, durations above 0 and
+    /// [`BenchConfig::DEPTH`], [`BenchConfig::SIZE`], [`BenchConfig::RATE`], at least one line
+    /// (in total, and per connection with [`BenchConfig::churn`]), durations above 0 and
     /// at most [`MAX_DURATION`](crate::MAX_DURATION)). The message names each setting by
     /// `name(field)`, so that a command line can speak of its flags.
     ///
@@ -122,6 +142,12 @@ impl BenchConfig {
         match self.limit {
             BenchLimit::Lines(lines) => in_range(name("lines"), lines, 1..=u64::MAX)?,
             BenchLimit::Duration(duration) => check_duration(name("duration"), duration, above_zero)?,
+        }
+        if let Some(rate) = self.rate {
+            in_range(name("rate"), rate, BenchConfig::RATE)?;
+        }
+        if let Some(churn) = self.churn {
+            in_range(name("churn"), churn, 1..=u64::MAX)?;
         }
         check_duration(name("timeout"), self.timeout, above_zero)?;
         check_duration(name("connect_timeout"), self.connect_timeout, above_zero)
@@ -173,6 +199,8 @@ impl Default for BenchConfig {
             mode: Mode::Line,
             #[cfg(feature = "tls")]
             tls: Default::default(),
+            rate: None,
+            churn: None,
         }
     }
 }

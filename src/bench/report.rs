@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::distribution::Distribution;
 use crate::session::Mode;
 
 /// What a bench sent, and over what.
@@ -79,29 +80,16 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// `{"p50":...,"p90":...,"p99":...,"p999":...,"max":...}`, to a tenth.
     fn to_json(self) -> String {
-        format!(
-            r#"{{"p50":{:.1},"p90":{:.1},"p99":{:.1},"p999":{:.1},"max":{:.1}}}"#,
-            self.p50, self.p90, self.p99, self.p999, self.max
-        )
+        let Latency { p50, p90, p99, p999, max } = self;
+        format!(r#"{{"p50":{p50:.1},"p90":{p90:.1},"p99":{p99:.1},"p999":{p999:.1},"max":{max:.1}}}"#)
     }
-}
 
-/// The percentiles on one line, as the report prints them.
-///
-/// # Examples
-///
-/// ```
-/// let latency = smol_echo::bench::Latency { p50: 12.0, max: 40.5, ..Default::default() };
-/// assert!(latency.to_string().starts_with("p50 12.0  p90 0.0"));
-/// ```
-impl fmt::Display for Latency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-            self.p50, self.p90, self.p99, self.p999, self.max
-        )
+    /// `p50 ... max ...`, as the table shows them.
+    fn row(self) -> String {
+        let Latency { p50, p90, p99, p999, max } = self;
+        format!("p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}")
     }
 }
 
@@ -175,13 +163,69 @@ pub struct BenchReport {
     pub interrupted: bool,
     /// The TLS handshakes of a bench of a `tls:` address; `None` for other benches.
     pub handshakes: Option<Handshakes>,
+    /// With [`BenchConfig::rate`](super::BenchConfig::rate): the rate asked for and the rate
+    /// kept; `latency_us` then runs from each line's due time.
+    pub rate: Option<Rate>,
+    /// With [`BenchConfig::churn`](super::BenchConfig::churn): the connections opened, how fast,
+    /// and how long each took to open.
+    pub churn: Option<Churn>,
+    /// Every line's latency, for a closer look than `latency_us`: bars, or HdrHistogram's text.
+    pub distribution: Distribution,
+}
+
+/// The rate of an open-loop bench ([`BenchConfig::rate`](super::BenchConfig::rate)).
+///
+/// # Examples
+///
+/// ```
+/// let rate = smol_echo::bench::Rate { target_per_s: 2000, achieved_per_s: 1950.0 };
+/// assert!(!rate.kept());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rate {
+    /// Lines per second asked for, in total.
+    pub target_per_s: u64,
+    /// Lines per second sent: the lines sent over the time from the start to the last send,
+    /// plus the one interval that line stands for, so that a schedule kept to the letter gives
+    /// the target. A line due while `depth` lines are in flight waits, so a server that cannot
+    /// keep up lowers it.
+    pub achieved_per_s: f64,
+}
+
+impl Rate {
+    /// The rate was kept: at least 99 % of the target was sent.
+    pub fn kept(&self) -> bool {
+        self.achieved_per_s >= self.target_per_s as f64 * 0.99
+    }
+}
+
+/// The connections of a bench with churn ([`BenchConfig::churn`](super::BenchConfig::churn)).
+///
+/// # Examples
+///
+/// ```
+/// let churn = smol_echo::bench::Churn { lines_per_connection: 10, connects: 500, ..Default::default() };
+/// assert_eq!(churn.connect_us.max, 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Churn {
+    /// Lines each connection sends before it closes and another opens.
+    pub lines_per_connection: u64,
+    /// Connections opened, the first ones included.
+    pub connects: u64,
+    /// `connects / duration_s`.
+    pub connects_per_s: f64,
+    /// How long a connection took to open (TCP: the handshake, as `connect` returns).
+    pub connect_us: Latency,
 }
 
 impl BenchReport {
     /// The report as one JSON object, with the keys `connections`, `depth`, `size`,
     /// `duration_s`, `lines`, `lines_per_s`, `mib_per_s`, `latency_us` (`p50`, `p90`, `p99`,
     /// `p999`, `max`), `mode` (`"line"`, `"raw"` or `"udp"`), for UDP `sent`, `received`, `lost`
-    /// and `loss_pct`, over TLS `handshakes` (`count`, `latency_us`), `interrupted` (only when
+    /// and `loss_pct`, with a rate `rate` (`target_per_s`, `achieved_per_s`, `kept`), with churn
+    /// `churn` (`lines_per_connection`, `connects`, `connects_per_s`, `connect_us` with the keys
+    /// of `latency_us`), over TLS `handshakes` (`count`, `latency_us`), `interrupted` (only when
     /// true), `connect_errors`, and last `errors`.
     ///
     /// # Examples
@@ -207,7 +251,7 @@ impl BenchReport {
             concat!(
                 r#"{{"connections":{},"depth":{},"size":{},"duration_s":{:.3},"lines":{},"#,
                 r#""lines_per_s":{:.1},"mib_per_s":{:.3},"latency_us":{},"#,
-                r#""mode":"{}",{}{}{}"connect_errors":{},"errors":{}}}"#
+                r#""mode":"{}",{}{}{}{}{}"connect_errors":{},"errors":{}}}"#
             ),
             self.connections,
             self.depth,
@@ -219,6 +263,19 @@ impl BenchReport {
             self.latency_us.to_json(),
             self.transport.name(),
             datagrams,
+            self.rate.map_or(String::new(), |r| format!(
+                r#""rate":{{"target_per_s":{},"achieved_per_s":{:.1},"kept":{}}},"#,
+                r.target_per_s,
+                r.achieved_per_s,
+                r.kept()
+            )),
+            self.churn.map_or(String::new(), |c| format!(
+                r#""churn":{{"lines_per_connection":{},"connects":{},"connects_per_s":{:.1},"connect_us":{}}},"#,
+                c.lines_per_connection,
+                c.connects,
+                c.connects_per_s,
+                c.connect_us.to_json()
+            )),
             handshakes,
             if self.interrupted { r#""interrupted":true,"# } else { "" },
             self.connect_errors,
@@ -229,7 +286,6 @@ impl BenchReport {
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let l = &self.latency_us;
         let unit = self.transport.units();
         let (who, what) = match self.transport {
             Transport::Udp => ("flows", "datagrams"),
@@ -255,10 +311,20 @@ impl fmt::Display for BenchReport {
         }
         writeln!(f, "  {:<12}{:>12.1}", format!("{unit}/s"), self.lines_per_s)?;
         writeln!(f, "  MiB/s       {:>12.3}", self.mib_per_s)?;
-        writeln!(f, "  latency µs  {l}")?;
+        if let Some(rate) = self.rate {
+            let (target, achieved) = (rate.target_per_s, rate.achieved_per_s);
+            let under = if rate.kept() { "" } else { "  (under 99 %)" };
+            writeln!(f, "  rate/s      {target:>12}  asked, {achieved:.1} sent{under}")?;
+        }
+        writeln!(f, "  latency µs  {}", self.latency_us.row())?;
+        if let Some(churn) = self.churn {
+            let (connects, per_s, every) = (churn.connects, churn.connects_per_s, churn.lines_per_connection);
+            writeln!(f, "  connects    {connects:>12}  ({per_s:.1}/s, one per {every} {unit})")?;
+            writeln!(f, "  connect µs  {}", churn.connect_us.row())?;
+        }
         if let Some(h) = self.handshakes {
             writeln!(f, "  handshakes  {:>12}", h.count)?;
-            writeln!(f, "    µs        {}", h.latency_us)?;
+            writeln!(f, "  tls µs      {}", h.latency_us.row())?;
         }
         match self.connect_errors {
             0 => writeln!(f, "  errors      {:>12}", self.errors),

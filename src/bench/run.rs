@@ -11,7 +11,8 @@ use futures_lite::FutureExt;
 use hdrhistogram::Histogram;
 
 use super::config::{BenchConfig, BenchLimit};
-use super::report::{BenchReport, Datagrams, Handshakes, Latency, Progress, Transport};
+use super::distribution::Distribution;
+use super::report::{BenchReport, Churn, Datagrams, Handshakes, Latency, Progress, Rate, Transport};
 
 /// Rounds of writing and reading one connection (or sending and receiving one UDP flow) may do
 /// before it lets the others run.
@@ -95,7 +96,9 @@ pub(crate) async fn supervise(
         }
         // A connection still opening has its own bound, the connect timeout; the no-echo clock
         // of the others starts again once the last has opened.
-        if shared.bytes.get() != bytes_seen || shared.opening.get() > 0 {
+        // Nor does it while no connection owes an echo, waiting for its next line (`rate`).
+        let owed = finished.sender_count().saturating_sub(shared.idle.get());
+        if shared.bytes.get() != bytes_seen || shared.opening.get() > 0 || owed == 0 {
             bytes_seen = shared.bytes.get();
             quiet_since = now;
         }
@@ -147,9 +150,17 @@ pub(crate) struct Shared {
     pub(crate) opening: Cell<usize>,
     /// Of `errors`, connections that could not open.
     pub(crate) connect_errors: Cell<u64>,
+    /// Connections with nothing in flight that wait for their next line to be due (`rate`):
+    /// they owe no echo, so the no-echo clock does not run while all the others are opening.
+    pub(crate) idle: Cell<usize>,
+    /// Lines sent on a schedule (`rate`), and when the last one was.
+    pub(crate) paced: Cell<u64>,
+    pub(crate) last_paced: Cell<Option<Instant>>,
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
     pub(crate) latency: RefCell<Histogram<u64>>,
+    /// Connections opened, and how long each took, in nanoseconds.
+    pub(crate) connects: RefCell<Histogram<u64>>,
     /// TLS handshakes in nanoseconds, from the TCP connection made to the handshake done.
     handshakes: RefCell<Histogram<u64>>,
     /// Where echoes are read, one connection at a time; large enough for any UDP datagram.
@@ -158,8 +169,6 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new() -> Shared {
-        // One nanosecond to one hour, three significant digits: fixed size, never resized.
-        let histogram = || Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
         Shared {
             stop: Cell::new(false),
             lines: Cell::new(0),
@@ -167,9 +176,13 @@ impl Shared {
             errors: Cell::new(0),
             opening: Cell::new(0),
             connect_errors: Cell::new(0),
+            idle: Cell::new(0),
+            paced: Cell::new(0),
+            last_paced: Cell::new(None),
             first_error: RefCell::new(None),
-            latency: RefCell::new(histogram()),
-            handshakes: RefCell::new(histogram()),
+            latency: RefCell::new(Distribution::histogram()),
+            connects: RefCell::new(Distribution::histogram()),
+            handshakes: RefCell::new(Distribution::histogram()),
             rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
         }
     }
@@ -178,6 +191,11 @@ impl Shared {
     pub(crate) fn fail(&self, count: u64, message: String) {
         self.errors.set(self.errors.get() + count);
         self.first_error.borrow_mut().get_or_insert(message);
+    }
+
+    /// Counts a connection opened in `took`.
+    pub(crate) fn connected(&self, took: Duration) {
+        self.connects.borrow_mut().saturating_record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
     }
 
     #[cfg(feature = "tls")]
@@ -189,7 +207,7 @@ impl Shared {
     /// The handshakes recorded so far.
     pub(crate) fn handshakes(&self) -> Handshakes {
         let handshakes = self.handshakes.borrow();
-        Handshakes { count: handshakes.len(), latency_us: latency_us(&handshakes) }
+        Handshakes { count: handshakes.len(), latency_us: percentiles(&handshakes) }
     }
 
     /// The report of a bench of `connections` that started at `start` and ends now.
@@ -203,6 +221,21 @@ impl Shared {
     ) -> BenchReport {
         let duration_s = start.elapsed().as_secs_f64();
         let lines = self.lines.get();
+        let latency = self.latency.borrow();
+        let connects = self.connects.borrow();
+        let rate = config.rate.map(|target| {
+            // From the start to the last line sent, and the interval that line stands for: a
+            // schedule kept to the letter gives `target`.
+            let sending = self.last_paced.get().map_or(Duration::ZERO, |last| last - start);
+            let achieved = self.paced.get() as f64 / (sending.as_secs_f64() + 1.0 / target as f64);
+            Rate { target_per_s: target, achieved_per_s: achieved }
+        });
+        let churn = config.churn.map(|lines_per_connection| Churn {
+            lines_per_connection,
+            connects: connects.len(),
+            connects_per_s: connects.len() as f64 / duration_s,
+            connect_us: percentiles(&connects),
+        });
         BenchReport {
             connections,
             depth: config.depth,
@@ -211,20 +244,23 @@ impl Shared {
             lines,
             lines_per_s: lines as f64 / duration_s,
             mib_per_s: self.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
-            latency_us: latency_us(&self.latency.borrow()),
+            latency_us: percentiles(&latency),
             transport,
             datagrams,
             errors: self.errors.get(),
             connect_errors: self.connect_errors.get(),
             first_error: self.first_error.borrow().clone(),
             interrupted: false,
+            rate,
+            churn,
+            distribution: Distribution::from_histogram(latency.clone()),
             handshakes: None,
         }
     }
 }
 
-/// The percentiles of a histogram of nanoseconds, in microseconds.
-fn latency_us(histogram: &Histogram<u64>) -> Latency {
+/// The percentiles of `histogram` (nanoseconds) in microseconds.
+fn percentiles(histogram: &Histogram<u64>) -> Latency {
     let us = |quantile| histogram.value_at_quantile(quantile) as f64 / 1000.0;
     Latency {
         p50: us(0.5),

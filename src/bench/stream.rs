@@ -20,7 +20,8 @@ use async_executor::LocalExecutor;
 use async_io::Async;
 use hdrhistogram::Histogram;
 
-use super::config::BenchConfig;
+use super::config::{BenchConfig, BenchLimit};
+use super::pace::Pace;
 use super::payload::{stamp, template, unit};
 use super::report::{BenchReport, Progress, Transport};
 use super::run::{BUDGET, Shared, Supervised, quotas, supervise};
@@ -109,15 +110,18 @@ pub async fn bench_until(
     let cannot = |err| context(err, format_args!("cannot connect to {addr}"));
     let shared = &Shared::new();
     let ex = LocalExecutor::new();
+    let began = Instant::now();
     match addr.parse().map_err(cannot)? {
         Address::Unix(target) => {
             let first = target.open(config.connect_timeout, shared).await.map_err(cannot)?;
+            shared.connected(began.elapsed());
             Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
         Address::Inet(host_port) => {
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
             let open = |target: SocketAddr| async move { target.open(config.connect_timeout, shared).await };
             let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
+            shared.connected(began.elapsed());
             Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
         #[cfg(feature = "tls")]
@@ -130,6 +134,7 @@ pub async fn bench_until(
                 async move { Ok((target.open(config.connect_timeout, shared).await?, target)) }
             };
             let ((first, target), _) = first_to_connect(&addrs, open).await.map_err(cannot)?;
+            shared.connected(began.elapsed());
             Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
         #[cfg(not(feature = "tls"))]
@@ -212,10 +217,16 @@ async fn drive<'a, A: Target + 'a>(
     // connections still running.
     let (running, finished) = async_channel::bounded::<()>(1);
     let start = Instant::now();
+    let end = match config.limit {
+        BenchLimit::Duration(duration) => Some(start + duration),
+        BenchLimit::Lines(_) => None,
+    };
     let mut first = Some(first);
     for (id, &quota) in quotas.iter().enumerate() {
         let stream = first.take();
-        let conn = run_connection(id, target.clone(), stream, quota, config.clone(), shared, running.clone());
+        let pace = config.rate.map(|rate| Pace::new(id, quotas.len(), rate, start, end));
+        let conn =
+            run_connection(id, target.clone(), stream, quota, pace, config.clone(), shared, running.clone());
         ex.spawn(conn).detach();
     }
     drop(running);
@@ -233,53 +244,114 @@ async fn drive<'a, A: Target + 'a>(
     BenchReport { interrupted, handshakes, ..report }
 }
 
-/// One connection's task: connect unless given a stream, send its lines, check their echoes.
-/// Failures are counted in `shared`; `_running` is dropped at the end.
+/// One connection's task: connect unless given a stream, send its lines, check their echoes;
+/// with churn, close after every `config.churn` lines and open another, until the quota is sent
+/// or the bench stops. Failures are counted in `shared`; `_running` is dropped at the end.
+#[allow(clippy::too_many_arguments)]
 async fn run_connection<A: Target>(
     id: usize,
     target: A,
-    stream: Option<A::Wire>,
-    quota: Option<u64>,
+    mut stream: Option<A::Wire>,
+    mut quota: Option<u64>,
+    mut pace: Option<Pace>,
     config: BenchConfig,
     shared: &Shared,
     _running: async_channel::Sender<()>,
 ) {
-    let stream = match stream {
-        Some(stream) => Ok(stream),
-        None => {
-            shared.opening.set(shared.opening.get() + 1);
-            let opened = target.open(config.connect_timeout, shared).await;
-            shared.opening.set(shared.opening.get() - 1);
-            if opened.is_err() {
-                shared.connect_errors.set(shared.connect_errors.get() + 1);
-            }
-            opened
+    loop {
+        let lines = match (config.churn, quota) {
+            (Some(churn), Some(left)) => Some(churn.min(left)),
+            (churn, left) => churn.or(left),
+        };
+        let result = match stream.take() {
+            Some(stream) => Ok(stream),
+            None => open(&target, &config, shared).await.map_err(|err| context(err, "cannot connect")),
+        };
+        let result = match result {
+            Ok(stream) => session(id, stream, lines, pace.as_mut(), &config, shared).await,
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(sent) => quota = quota.map(|left| left - sent),
+            Err(err) => return shared.fail(1, format!("connection {}: {err}", id + 1)),
         }
-    };
-    let result = match stream {
-        Ok(stream) => {
-            let mut conn = Connection {
-                wire: stream,
-                ledger: Ledger::new(id, config.size, config.depth, config.mode),
-                depth: config.depth as u64,
-                quota,
-                shared,
-            };
-            poll_fn(|cx| conn.poll_run(cx)).await
+        // Open no connection that would send nothing.
+        let over = pace.as_ref().is_some_and(Pace::over);
+        if config.churn.is_none() || shared.stop.get() || quota == Some(0) || over {
+            return;
         }
-        Err(err) => Err(context(err, "cannot connect")),
+    }
+}
+
+/// Opens a connection of a task, counted while it opens and timed.
+async fn open<A: Target>(target: &A, config: &BenchConfig, shared: &Shared) -> io::Result<A::Wire> {
+    shared.opening.set(shared.opening.get() + 1);
+    let began = Instant::now();
+    let opened = target.open(config.connect_timeout, shared).await;
+    shared.opening.set(shared.opening.get() - 1);
+    match opened {
+        Ok(_) => shared.connected(began.elapsed()),
+        Err(_) => shared.connect_errors.set(shared.connect_errors.get() + 1),
+    }
+    opened
+}
+
+/// One connection's lines: at most `lines` (no limit for `None`), checked, then with churn a
+/// clean close. Tells how many lines were sent, all echoed.
+async fn session<W: Wire>(
+    id: usize,
+    wire: W,
+    lines: Option<u64>,
+    pace: Option<&mut Pace>,
+    config: &BenchConfig,
+    shared: &Shared,
+) -> io::Result<u64> {
+    let mut conn = Connection {
+        wire,
+        ledger: Ledger::new(id, config.size, config.depth, config.mode),
+        depth: config.depth as u64,
+        quota: lines,
+        pace,
+        idle: false,
+        shared,
     };
-    if let Err(err) = result {
-        shared.fail(1, format!("connection {}: {err}", id + 1));
+    poll_fn(|cx| conn.poll_run(cx)).await?;
+    let sent = conn.ledger.queued;
+    if config.churn.is_some() {
+        close(&mut conn.wire, config.timeout).await?;
+    }
+    Ok(sent)
+}
+
+/// Ends a connection as a client that is done does, so that the server sees a session end
+/// like any other: half-closes it, then reads until the server closes its side too, within
+/// `timeout`. Anything read then was never sent.
+async fn close<W: Wire>(wire: &mut W, timeout: Duration) -> io::Result<()> {
+    let mut rest = [0; 512];
+    let closing = async {
+        poll_fn(|cx| wire.poll_shut_write(cx)).await?;
+        poll_fn(|cx| wire.poll_read_into(cx, &mut rest)).await
+    };
+    match within(timeout, closing).await {
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            let message = format!("{n} bytes echoed that were never sent, after the last line");
+            Err(io::Error::new(io::ErrorKind::InvalidData, message))
+        }
+        Err(err) => Err(context(err, "the server did not close after the bench's half-close")),
     }
 }
 
 /// One connection at work: its wire and its ledger of lines in flight.
-struct Connection<'a, W> {
+struct Connection<'a, W: Wire> {
     wire: W,
     ledger: Ledger,
     depth: u64,
     quota: Option<u64>,
+    /// With a rate: when each line is due.
+    pace: Option<&'a mut Pace>,
+    /// Counted in `shared.idle`: nothing in flight, waiting for the next line to be due.
+    idle: bool,
     shared: &'a Shared,
 }
 
@@ -287,13 +359,15 @@ impl<W: Wire> Connection<'_, W> {
     /// Queues, writes and checks until the connection is done, or nothing can move.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for _ in 0..BUDGET {
-            self.top_up();
+            self.top_up(cx);
             let wrote = self.poll_send(cx)?;
             let read = self.poll_receive(cx)?;
             if self.ledger.settled() && !self.wants_more() {
+                self.set_idle(false);
                 return Poll::Ready(Ok(()));
             }
             if !wrote && !read {
+                self.set_idle(self.pace.is_some() && self.ledger.in_flight() == 0);
                 return Poll::Pending;
             }
         }
@@ -303,17 +377,36 @@ impl<W: Wire> Connection<'_, W> {
     }
 
     fn wants_more(&self) -> bool {
-        !self.shared.stop.get() && self.quota.is_none_or(|quota| self.ledger.queued < quota)
+        !self.shared.stop.get()
+            && self.quota.is_none_or(|quota| self.ledger.queued < quota)
+            && !self.pace.as_ref().is_some_and(|pace| pace.over())
     }
 
-    /// Queues lines until `depth` are in flight, or the quota is reached.
-    fn top_up(&mut self) {
+    /// Queues lines until `depth` are in flight, or the quota is reached; with a rate, only the
+    /// lines due by now, each sent as of when it was due, and `cx` is woken when the next is.
+    fn top_up(&mut self, cx: &mut Context<'_>) {
         if !self.wants_more() {
             return;
         }
         let room = self.depth - self.ledger.in_flight();
-        let left = self.quota.map_or(room, |quota| quota - self.ledger.queued);
-        self.ledger.queue(room.min(left), Instant::now());
+        let lines = self.quota.map_or(room, |quota| quota - self.ledger.queued).min(room);
+        let Some(pace) = self.pace.as_deref_mut() else {
+            return self.ledger.queue(lines, Instant::now());
+        };
+        let ledger = &mut self.ledger;
+        let sent = pace.take_due(lines, cx, |due| ledger.queue(1, due));
+        if sent > 0 {
+            self.shared.paced.set(self.shared.paced.get() + sent);
+            self.shared.last_paced.set(Some(Instant::now()));
+        }
+    }
+
+    fn set_idle(&mut self, idle: bool) {
+        if idle != self.idle {
+            self.idle = idle;
+            let count = self.shared.idle.get();
+            self.shared.idle.set(if idle { count + 1 } else { count - 1 });
+        }
     }
 
     /// Writes what is queued, as far as the wire takes it. Tells whether anything was written.
@@ -361,6 +454,15 @@ impl<W: Wire> Connection<'_, W> {
                 Ok(true)
             }
             Poll::Ready(Err(err)) => Err(err),
+        }
+    }
+}
+
+impl<W: Wire> Drop for Connection<'_, W> {
+    /// A connection that fails while idle no longer counts as one.
+    fn drop(&mut self) {
+        if self.idle {
+            self.shared.idle.set(self.shared.idle.get() - 1);
         }
     }
 }

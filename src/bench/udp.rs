@@ -40,8 +40,9 @@ use crate::session::Mode;
 /// duration. The report's [`Datagrams`] count what was sent, received and lost, and its latency
 /// is that of the replies received. Errors: corrupted replies (wrong length or bytes, or a
 /// sequence number never sent), flows that fail (e.g. the server's port refuses), and flows that
-/// get no reply at all. `config.mode` does not apply: datagrams are raw bytes. `addr` is
-/// resolved once and its first address taken.
+/// get no reply at all. `config.mode` does not apply: datagrams are raw bytes; a
+/// `config.rate` or `config.churn` is refused (`InvalidInput`). `addr` is resolved once and its
+/// first address taken.
 ///
 /// # Examples
 ///
@@ -113,6 +114,10 @@ pub async fn bench_udp_until(
 ) -> io::Result<BenchReport> {
     config.check(&|field| field)?;
     config.check_memory()?;
+    if config.rate.is_some() || config.churn.is_some() {
+        let message = "a rate and churn apply to stream benches, not to UDP";
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    }
     if config.size > BenchConfig::MAX_UDP_SIZE {
         let message =
             format!("UDP datagrams can be at most {} bytes, not {}", BenchConfig::MAX_UDP_SIZE, config.size);

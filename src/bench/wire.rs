@@ -2,6 +2,7 @@
 //! non-blocking syscalls, or a TLS connection over one.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsFd;
 use std::task::{Context, Poll};
 
 use async_io::Async;
@@ -18,6 +19,10 @@ pub(super) trait Wire {
 
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+
+    /// Closes the sending side: the server reads the end of its input (over TLS, after
+    /// close_notify).
+    fn poll_shut_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 /// A TCP or Unix socket, read and written with plain syscalls.
@@ -33,7 +38,7 @@ impl<S> Plain<S> {
     }
 }
 
-impl<S> Wire for Plain<S>
+impl<S: AsFd> Wire for Plain<S>
 where
     for<'b> &'b S: Read + Write,
 {
@@ -61,6 +66,12 @@ where
 
     fn poll_flush_out(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+
+    fn poll_shut_write(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(
+            rustix::net::shutdown(self.socket.get_ref(), rustix::net::Shutdown::Write).map_err(Into::into),
+        )
     }
 
     /// A read is tried only after readiness, or after a read that filled the buffer: after a
@@ -114,6 +125,11 @@ mod tls {
 
         fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
             Pin::new(self).poll_read(cx, buf)
+        }
+
+        /// close_notify, then the TCP half-close.
+        fn poll_shut_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(self).poll_close(cx)
         }
     }
 }

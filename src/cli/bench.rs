@@ -1,8 +1,9 @@
 //! `echo bench`: the load generator.
 
 use std::cell::Cell;
-use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -66,6 +67,18 @@ pub(crate) struct BenchArgs {
     /// authenticated; a warning says so)
     #[argh(switch)]
     tls_insecure: bool,
+    /// open loop: send N lines/s in total, spread evenly over the connections, and measure
+    /// each line's latency from when it was due; -p still caps the lines in flight
+    #[argh(option)]
+    rate: Option<u64>,
+    /// close each connection after K lines (half-close, then read to the end) and open
+    /// another; reports connects/s and connect latency
+    #[argh(option)]
+    churn: Option<u64>,
+    /// write the latency histogram to FILE in HdrHistogram's percentile distribution format
+    /// (milliseconds), which its plotters read
+    #[argh(option)]
+    percentiles: Option<PathBuf>,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -80,6 +93,9 @@ impl BenchArgs {
         self.verify().check(self.addr.as_deref().unwrap_or(DEFAULT_ADDR))?;
         if self.udp {
             udp_addr(self.addr.as_deref())?;
+            if self.rate.is_some() || self.churn.is_some() {
+                return Err("--rate and --churn apply to stream benches, not --udp".into());
+            }
             if self.mode == Some(Mode::Line) {
                 return Err("--udp sends datagrams of raw bytes: --mode line does not apply".into());
             }
@@ -109,6 +125,8 @@ impl BenchArgs {
             timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
             connect_timeout: self.connect_timeout.unwrap_or(BenchConfig::default().connect_timeout),
             mode: self.mode.unwrap_or_default(),
+            rate: self.rate,
+            churn: self.churn,
             #[cfg(feature = "tls")]
             tls: self.verify().config(),
         }
@@ -135,6 +153,15 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let mut progress = ProgressLine::new(io::stderr().is_terminal(), args.transport().units());
     let config = args.config();
     args.verify().warn();
+    // Created first, so that a path that cannot be written fails before the run, not after it.
+    let mut percentiles = match args.percentiles.as_ref().map(File::create).transpose() {
+        Ok(file) => file,
+        Err(err) => {
+            let path = args.percentiles.as_deref().unwrap_or(Path::new("")).display();
+            eprintln!("echo: cannot write {path}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut signals = match signals::catch() {
         Ok(signals) => signals,
         Err(err) => {
@@ -169,6 +196,21 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         println!("{}", report.to_json());
     } else {
         print!("{report}");
+        if io::stdout().is_terminal() {
+            print!("{}", report.distribution.bars(terminal_width()));
+        }
+    }
+    if let Some(rate) = report.rate.filter(|rate| !rate.kept()) {
+        let (achieved, target) = (rate.achieved_per_s, rate.target_per_s);
+        eprintln!(
+            "echo: sent {achieved:.1} lines/s, under 99 % of --rate {target}: the server or the bench fell behind"
+        );
+    }
+    if let Some((file, path)) = percentiles.as_mut().zip(args.percentiles.as_ref())
+        && let Err(err) = file.write_all(report.distribution.percentile_text().as_bytes())
+    {
+        eprintln!("echo: cannot write {}: {err}", path.display());
+        return ExitCode::FAILURE;
     }
     if let Some(signal) = signalled.get() {
         // Interrupted, as a shell reports a command a signal ended: 130 for SIGINT, 143 for
@@ -203,8 +245,18 @@ fn flag(field: &'static str) -> &'static str {
         "lines" => "-n",
         "duration" => "-d",
         "connect_timeout" => "--connect-timeout",
+        "rate" => "--rate",
+        "churn" => "--churn",
         _ => "--timeout",
     }
+}
+
+/// The columns of the terminal on stdout; 80 when it cannot tell.
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(io::stdout()).map_or(80, |size| match size.ws_col {
+        0 => 80,
+        cols => usize::from(cols),
+    })
 }
 
 /// The progress line on a terminal, rewritten in place once a second; nothing otherwise.

@@ -300,6 +300,16 @@ mod tests {
             (&["bench"], "-s", "8", "16777216", Some("7"), "16777217", "from 8 to 16777216"),
             (&["bench", "--udp"], "-s", "8", "65507", Some("7"), "65508", "from 8 to"),
             (&["bench"], "-n", "1", "18446744073709551615", Some("0"), "18446744073709551616", "-n"),
+            (&["bench"], "--rate", "1", "1000000000", Some("0"), "1000000001", "from 1 to 1000000000"),
+            (
+                &["bench"],
+                "--churn",
+                "1",
+                "18446744073709551615",
+                Some("0"),
+                "18446744073709551616",
+                "--churn",
+            ),
             (&["bench"], "-d", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
             (&["bench"], "--timeout", "1ms", week, Some("0"), past_week, "more than 0 and at most 7 days"),
             (
