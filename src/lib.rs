@@ -122,6 +122,8 @@ pub mod bench;
 pub mod client;
 pub mod error;
 mod net;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod server;
 mod session;
 #[cfg(feature = "tls")]
