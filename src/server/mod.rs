@@ -2,7 +2,9 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,10 +16,14 @@ use futures_lite::future::{self, FutureExt};
 mod accept;
 #[cfg(feature = "systemd")]
 mod activation;
+mod admit;
 mod conn;
 mod failures;
 mod listener;
 mod permits;
+#[cfg(feature = "proxy")]
+mod proxy;
+mod sources;
 mod stop;
 mod udp;
 
@@ -25,9 +31,10 @@ mod udp;
 pub use activation::activated;
 pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
 
-use crate::session::{EchoConfig, Mode};
+use crate::session::{EchoConfig, Mode, Session};
 use accept::{Accepted, Acceptor, StreamListener};
-use conn::SocketConn;
+use admit::{Admitted, Gate, Refused};
+use conn::{HalfClose, SocketConn};
 use failures::Failures;
 use listener::Kind;
 use permits::Permits;
@@ -71,11 +78,23 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The protocol each connection speaks.
     pub mode: Mode,
+    /// Connections served at once from one source, an IPv4 address or an IPv6 /64 (the
+    /// address of the PROXY header when there is one); one more is closed at once, with reason
+    /// `source limit`. 0: no limit. Unix socket peers without a header are not counted.
+    pub max_per_source: usize,
+    /// `Some`: every stream connection starts with a PROXY header (v1 or v2, told apart by its
+    /// first byte), and its source is the one the header names. A connection whose header is
+    /// missing, malformed, too long or late is closed alone, with reason `proxy header: ...`.
+    #[cfg(feature = "proxy")]
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl ServerConfig {
     /// The values [`ServerConfig::max_connections`] may take.
     pub const MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+
+    /// The values [`ServerConfig::max_per_source`] may take.
+    pub const MAX_PER_SOURCE: std::ops::RangeInclusive<usize> = 0..=1_000_000;
 
     /// Refuses settings out of their documented ranges, as [`EchoConfig::check`] does, with
     /// [`ServerConfig::MAX_CONNECTIONS`] too.
@@ -91,13 +110,25 @@ impl ServerConfig {
     /// ```
     pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
         crate::session::in_range(name("max_connections"), self.max_connections, Self::MAX_CONNECTIONS)?;
+        crate::session::in_range(name("max_per_source"), self.max_per_source, Self::MAX_PER_SOURCE)?;
+        #[cfg(feature = "proxy")]
+        if let Some(proxy) = &self.proxy {
+            crate::session::check_duration(name("proxy_timeout"), proxy.timeout, Duration::from_nanos(1))?;
+        }
         self.echo.check(name)
     }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { echo: EchoConfig::default(), max_connections: 10000, mode: Mode::Line }
+        ServerConfig {
+            echo: EchoConfig::default(),
+            max_connections: 10000,
+            mode: Mode::Line,
+            max_per_source: 0,
+            #[cfg(feature = "proxy")]
+            proxy: None,
+        }
     }
 }
 
@@ -127,12 +158,16 @@ pub struct Summary {
     pub refused_datagrams: u64,
     /// Connections still open when the grace period ran out.
     pub unfinished: u64,
+    /// Connections closed before their session: a bad PROXY header, an address the header is
+    /// not accepted from, a source over its limit.
+    pub refused: u64,
 }
 
 #[derive(Default)]
 struct Totals {
     connections: AtomicU64,
     closed: AtomicU64,
+    refused: AtomicU64,
     lines: AtomicU64,
     bytes: AtomicU64,
     datagrams: AtomicU64,
@@ -220,6 +255,7 @@ impl Totals {
             datagrams: self.datagrams.load(Relaxed),
             refused_datagrams: self.refused_datagrams.load(Relaxed),
             unfinished: connections - self.closed.load(Relaxed),
+            refused: self.refused.load(Relaxed),
         }
     }
 }
@@ -271,6 +307,7 @@ async fn accept_all<H: Clone + Send + 'static>(
     spawn: &impl Fn(ConnectionTask),
 ) {
     let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
+    let gate = Arc::new(Gate::new(config));
     loop {
         let permit = match permits.try_acquire() {
             Some(permit) => permit,
@@ -288,7 +325,7 @@ async fn accept_all<H: Clone + Send + 'static>(
                 continue;
             }
         };
-        spawn(connection(accepted, config, stop.listen(), totals.clone(), (permit, hold.clone())));
+        spawn(connection(accepted, config, &gate, stop.listen(), totals.clone(), (permit, hold.clone())));
     }
 }
 
@@ -325,49 +362,98 @@ fn datagram_task<H: Send + 'static>(
 fn connection<H: Send + 'static>(
     accepted: Accepted,
     config: &ServerConfig,
+    gate: &Arc<Gate>,
     stop: Stopped,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    // Mode::echo boxes the session, so awaiting it below moves a pointer, not the session state.
-    let (peer, session) = match accepted {
-        Accepted::Tcp(stream, peer) => {
-            let stream = SocketConn::new(stream, stop.flag());
-            // Lines are small and latency matters more than packet count.
-            stream.get_ref().set_nodelay(true).ok();
-            (Peer::Inet(peer), config.mode.echo(stream, &config.echo, stop))
-        }
-        Accepted::Unix(stream, listener) => {
-            let stream = SocketConn::new(stream, stop.flag());
-            (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
-        }
-    };
-    log::info!("open {peer}");
+    let (mode, echo, gate) = (config.mode, config.echo.clone(), gate.clone());
     Box::pin(async move {
-        let session = session.await;
-        totals.lines.fetch_add(session.lines, Relaxed);
-        totals.bytes.fetch_add(session.bytes, Relaxed);
+        let served = match accepted {
+            Accepted::Tcp(stream, peer) => {
+                // Lines are small and latency matters more than packet count.
+                stream.get_ref().set_nodelay(true).ok();
+                serve(stream, Peer::Inet(peer), &gate, mode, &echo, stop).await
+            }
+            Accepted::Unix(stream, listener) => {
+                serve(stream, Peer::Unix(listener, number), &gate, mode, &echo, stop).await
+            }
+        };
         totals.closed.fetch_add(1, Relaxed);
-        log::info!(
-            "close {} lines={} bytes={} duration={:.3}s reason={}",
-            peer,
-            session.lines,
-            session.bytes,
-            started.elapsed().as_secs_f64(),
-            session.reason
-        );
+        match served {
+            Ok((peer, session)) => {
+                totals.lines.fetch_add(session.lines, Relaxed);
+                totals.bytes.fetch_add(session.bytes, Relaxed);
+                log_close(&peer, &session, &session.reason, started);
+            }
+            Err(refused) => {
+                totals.refused.fetch_add(1, Relaxed);
+                if let Refused::Closed(peer, reason) = refused {
+                    log_close(&peer, &Session::default(), &reason, started);
+                }
+            }
+        }
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
     })
 }
 
+/// Admits the connection, then runs its session; a connection refused is closed here.
+async fn serve<S>(
+    stream: Async<S>,
+    peer: Peer,
+    gate: &Gate,
+    mode: Mode,
+    echo: &EchoConfig,
+    mut stop: Stopped,
+) -> Result<(Peer, Session), Refused>
+where
+    S: AsFd + HalfClose + Send + 'static,
+    for<'a> &'a S: Read + Write,
+{
+    let Admitted { peer, _slot } = gate.admit(&stream, peer, &mut stop).await?;
+    log::info!("open {peer}");
+    let stream = SocketConn::new(stream, stop.flag());
+    // Mode::echo boxes the session, so awaiting it moves a pointer, not the session state.
+    Ok((peer, mode.echo(stream, echo, stop).await))
+}
+
+/// The close line; `reason` is the session's, or why the connection was refused before it.
+fn log_close(peer: &Peer, session: &Session, reason: &dyn std::fmt::Display, started: Instant) {
+    log::info!(
+        "close {} lines={} bytes={} duration={:.3}s reason={}",
+        peer,
+        session.lines,
+        session.bytes,
+        started.elapsed().as_secs_f64(),
+        reason
+    );
+}
+
 /// Who a connection's log lines are about. Unix peers are nameless, so they go by the
 /// listener's path and the connection's number: `unix:/run/echo.sock#17`.
+/// A connection relayed by a balancer goes by the source its PROXY header names, and by the
+/// balancer's end: `203.0.113.7:41000 via 127.0.0.1:52100`.
 enum Peer {
     Inet(SocketAddr),
     Unix(Arc<str>, u64),
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    Proxied {
+        source: SocketAddr,
+        via: Box<Peer>,
+    },
+}
+
+impl Peer {
+    /// The address the connection counts against, when it has one.
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Inet(addr) | Peer::Proxied { source: addr, .. } => Some(addr.ip()),
+            Peer::Unix(..) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Peer {
@@ -375,6 +461,7 @@ impl std::fmt::Display for Peer {
         match self {
             Peer::Inet(addr) => addr.fmt(f),
             Peer::Unix(listener, number) => write!(f, "{listener}#{number}"),
+            Peer::Proxied { source, via } => write!(f, "{source} via {via}"),
         }
     }
 }
