@@ -68,6 +68,10 @@ pub struct BenchConfig {
     /// What a stream bench sends: CR LF lines for a line server, or raw messages for an RFC 862
     /// server ([`Mode::Raw`]).
     pub mode: Mode,
+    /// `Some`: each stream connection starts with a PROXY protocol header of this version
+    /// naming the connection's own addresses, as a balancer would send it; UDP ignores it.
+    #[cfg(feature = "proxy")]
+    pub proxy_protocol: Option<crate::proxy::Version>,
 }
 
 impl BenchConfig {
@@ -168,6 +172,8 @@ impl Default for BenchConfig {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             mode: Mode::Line,
+            #[cfg(feature = "proxy")]
+            proxy_protocol: None,
         }
     }
 }

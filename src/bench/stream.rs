@@ -128,6 +128,10 @@ trait Target: Clone {
 
     /// Opens one connection, or fails after `timeout`.
     async fn open(&self, timeout: Duration) -> io::Result<Async<Self::Stream>>;
+
+    /// A connection's (local, peer) addresses, for its PROXY header; `None` for Unix sockets.
+    #[cfg(feature = "proxy")]
+    fn addresses(stream: &Async<Self::Stream>) -> Option<(SocketAddr, SocketAddr)>;
 }
 
 impl Target for SocketAddr {
@@ -138,6 +142,11 @@ impl Target for SocketAddr {
         stream.get_ref().set_nodelay(true)?;
         Ok(stream)
     }
+
+    #[cfg(feature = "proxy")]
+    fn addresses(stream: &Async<TcpStream>) -> Option<(SocketAddr, SocketAddr)> {
+        Some((stream.get_ref().local_addr().ok()?, stream.get_ref().peer_addr().ok()?))
+    }
 }
 
 impl Target for PathBuf {
@@ -145,6 +154,11 @@ impl Target for PathBuf {
 
     async fn open(&self, timeout: Duration) -> io::Result<Async<UnixStream>> {
         within(timeout, Async::<UnixStream>::connect(self)).await
+    }
+
+    #[cfg(feature = "proxy")]
+    fn addresses(_: &Async<UnixStream>) -> Option<(SocketAddr, SocketAddr)> {
+        None
     }
 }
 
@@ -211,6 +225,11 @@ async fn run_connection<A: Target>(
             opened
         }
     };
+    #[cfg(feature = "proxy")]
+    let stream = match (stream, config.proxy_protocol) {
+        (Ok(stream), Some(version)) => send_proxy_header::<A>(stream, version).await,
+        (stream, _) => stream,
+    };
     let result = match stream {
         Ok(stream) => {
             let mut conn = Connection {
@@ -228,6 +247,22 @@ async fn run_connection<A: Target>(
     if let Err(err) = result {
         shared.fail(1, format!("connection {}: {err}", id + 1));
     }
+}
+
+/// Sends the PROXY header of the connection's own addresses before its first line. A header
+/// that does not fit the socket buffer at once is a connection that cannot work: an error.
+#[cfg(feature = "proxy")]
+async fn send_proxy_header<A: Target>(
+    stream: Async<A::Stream>,
+    version: crate::proxy::Version,
+) -> io::Result<Async<A::Stream>>
+where
+    for<'b> &'b A::Stream: Read + Write,
+{
+    use futures_lite::AsyncWriteExt;
+    let header = crate::proxy::encode(version, A::addresses(&stream));
+    (&mut &stream).write_all(&header).await.map_err(|err| context(err, "cannot send the PROXY header"))?;
+    Ok(stream)
 }
 
 /// One connection at work: its socket and its ledger of lines in flight.

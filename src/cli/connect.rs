@@ -17,8 +17,11 @@ use smol::Unblock;
 use smol_echo::Mode;
 use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
 use smol_echo::error::context;
+use smol_echo::proxy::{Version, send_header};
 
-use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, udp_addr};
+use super::{
+    DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, parse_proxy_version, udp_addr,
+};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -120,6 +123,10 @@ pub(crate) struct ConnectArgs {
     /// (default 1s)
     #[argh(option, from_str_fn(parse_duration))]
     timeout: Option<Duration>,
+    /// first send a PROXY protocol header naming the connection's own addresses, v1 (text) or
+    /// v2 (binary), as a balancer would: to try a server run with --proxy-protocol by hand
+    #[argh(option, from_str_fn(parse_proxy_version))]
+    proxy_protocol: Option<Version>,
 }
 
 impl ConnectArgs {
@@ -133,6 +140,9 @@ impl ConnectArgs {
             udp_addr(self.addr.as_deref())?;
             if self.mode.is_some() {
                 return Err("--mode cannot be used with --udp: each line is one datagram".into());
+            }
+            if self.proxy_protocol.is_some() {
+                return Err("--proxy-protocol is for stream connections, not --udp".into());
             }
         } else if self.timeout.is_some() {
             return Err(
@@ -149,13 +159,19 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
         return run_udp(addr, args.connect_timeout, args.timeout.unwrap_or(UDP_TIMEOUT));
     }
     smol::block_on(async {
-        let stream = match smol_echo::connect(addr, args.connect_timeout).await {
+        let mut stream = match smol_echo::connect(addr, args.connect_timeout).await {
             Ok(stream) => stream,
             Err(err) => {
                 eprintln!("echo: cannot connect to {addr}: {err}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(version) = args.proxy_protocol
+            && let Err(err) = send_header(&mut stream, version).await
+        {
+            eprintln!("echo: cannot send the PROXY header to {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
         let stdin = Stdin::start();
         let mut stdout = Unblock::with_capacity(PIPE, io::stdout());
         let terminal = io::stdout().is_terminal();

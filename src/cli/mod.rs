@@ -174,6 +174,11 @@ pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
     text.parse().map_err(|err: std::io::Error| err.to_string())
 }
 
+/// Parses `--proxy-protocol` of `connect` and `bench`: `v1` or `v2`.
+pub(crate) fn parse_proxy_version(text: &str) -> Result<smol_echo::proxy::Version, String> {
+    text.parse().map_err(|err: std::io::Error| err.to_string())
+}
+
 /// A duration flag of a command without a library config: more than 0, at most
 /// `smol_echo::MAX_DURATION`, as the configs' own checks say.
 fn in_duration_range(flag: &str, value: Duration) -> Result<(), String> {

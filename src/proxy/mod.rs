@@ -268,6 +268,40 @@ pub fn encode(version: Version, addresses: Option<(SocketAddr, SocketAddr)>) -> 
     }
 }
 
+/// Sends the header of `stream`'s own connection, its local and peer address ([`encode`]
+/// with them), before anything else is sent on it: how `echo connect --proxy-protocol` tests
+/// a server that reads headers, without a balancer.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::AsyncReadExt;
+/// use smol_echo::proxy::{Header, Version, parse, send_header};
+///
+/// smol::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let mut stream = smol_echo::connect(&listener.local_addr()?.to_string(), Duration::from_secs(5)).await?;
+///     send_header(&mut stream, Version::V2).await?;
+///     let (mut server, client) = listener.accept().await?;
+///     let mut got = [0; 28];
+///     server.read_exact(&mut got).await?;
+///     let header = Header::Proxied { source: client, destination: listener.local_addr()? };
+///     assert_eq!(parse(&got)?, Some((header, 28)));
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn send_header(stream: &mut crate::client::Stream, version: Version) -> io::Result<()> {
+    use crate::client::Stream;
+    use futures_lite::AsyncWriteExt;
+    let addresses = match stream {
+        Stream::Tcp(tcp) => Some((tcp.local_addr()?, tcp.peer_addr()?)),
+        Stream::Unix(_) => None,
+    };
+    stream.write_all(&encode(version, addresses)).await
+}
+
 /// Bytes that start no header: what they are, escaped, so that the log line stays one line.
 fn missing(bytes: &[u8]) -> io::Error {
     let start = bytes[..bytes.len().min(16)].escape_ascii();
