@@ -30,8 +30,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
 BIN=$(echo_binary)
-if ! command -v haproxy >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq haproxy >/dev/null
+# HAProxy, and ss (iproute2) to see the bench's own addresses, from the system's packages.
+if ! command -v haproxy >/dev/null || ! command -v ss >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq haproxy iproute2 >/dev/null
 fi
 if $short; then secs=2; else secs=5; fi
 # HAProxy's own address toward the servers, so that its address and the bench's differ.
