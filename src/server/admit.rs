@@ -30,7 +30,7 @@ pub(crate) struct Gate {
 /// A connection let through: who it is from, and its place in its source's count.
 pub(crate) struct Admitted {
     pub(crate) peer: Peer,
-    pub(crate) _slot: Option<Slot>,
+    pub(crate) slot: Option<Slot>,
 }
 
 /// A connection turned away, closed as soon as this is dropped.
@@ -57,6 +57,15 @@ impl Gate {
         }
     }
 
+    /// Whether a connection has anything to pass: a header to read or a cap to respect.
+    pub(crate) fn checks(&self) -> bool {
+        #[cfg(feature = "proxy")]
+        if self.proxy.is_some() {
+            return true;
+        }
+        self.sources.is_some()
+    }
+
     /// Reads the header (unless `stop` comes first) and takes a place in the source's count.
     pub(crate) async fn admit<S>(
         &self,
@@ -74,7 +83,7 @@ impl Gate {
             // Unix peers without a header have no address to count by.
             _ => None,
         };
-        Ok(Admitted { peer, _slot: slot })
+        Ok(Admitted { peer, slot })
     }
 
     /// Who the connection is from, by its PROXY header.

@@ -38,6 +38,7 @@ use conn::{HalfClose, SocketConn};
 use failures::Failures;
 use listener::Kind;
 use permits::Permits;
+use sources::Slot;
 use stop::{Stop, Stopped};
 use udp::DatagramCounts;
 
@@ -369,55 +370,91 @@ fn connection<H: Send + 'static>(
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    let (mode, echo, gate) = (config.mode, config.echo.clone(), gate.clone());
-    Box::pin(async move {
-        let served = match accepted {
-            Accepted::Tcp(stream, peer) => {
-                // Lines are small and latency matters more than packet count.
-                stream.get_ref().set_nodelay(true).ok();
-                serve(stream, Peer::Inet(peer), &gate, mode, &echo, stop).await
-            }
-            Accepted::Unix(stream, listener) => {
-                serve(stream, Peer::Unix(listener, number), &gate, mode, &echo, stop).await
-            }
-        };
-        totals.closed.fetch_add(1, Relaxed);
-        match served {
-            Ok((peer, session)) => {
+    let starting = match accepted {
+        Accepted::Tcp(stream, peer) => {
+            // Lines are small and latency matters more than packet count.
+            stream.get_ref().set_nodelay(true).ok();
+            start(stream, Peer::Inet(peer), config, gate, stop)
+        }
+        Accepted::Unix(stream, listener) => start(stream, Peer::Unix(listener, number), config, gate, stop),
+    };
+    match starting {
+        // The task is then no larger than the session's own needs.
+        Starting::Now(begun) => Box::pin(run(begun, totals, hold, started)),
+        Starting::Admitting(admitting) => {
+            Box::pin(async move { run(admitting.await, totals, hold, started).await })
+        }
+    }
+}
+
+/// Runs the session of a connection admitted, or logs its refusal; then lets go of `hold`.
+///
+/// Not an `async fn`, whose arguments would take room twice in the task, as arguments and as
+/// the locals they are moved into.
+#[allow(clippy::manual_async_fn)]
+fn run<H: Send>(
+    mut begun: Begun,
+    totals: Arc<Totals>,
+    hold: H,
+    started: Instant,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // By reference: moving the parts out would take room for them beside `begun` in the task.
+        match &mut begun {
+            Ok((peer, _slot, session)) => {
+                let session = session.await;
                 totals.lines.fetch_add(session.lines, Relaxed);
                 totals.bytes.fetch_add(session.bytes, Relaxed);
-                log_close(&peer, &session, &session.reason, started);
+                log_close(peer, &session, &session.reason, started);
             }
             Err(refused) => {
                 totals.refused.fetch_add(1, Relaxed);
                 if let Refused::Closed(peer, reason) = refused {
-                    log_close(&peer, &Session::default(), &reason, started);
+                    log_close(peer, &Session::default(), reason, started);
                 }
             }
         }
+        // The connection and its place in its source's count go before the totals are final.
+        drop(begun);
+        totals.closed.fetch_add(1, Relaxed);
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
-    })
+    }
 }
 
-/// Admits the connection, then runs its session; a connection refused is closed here.
-async fn serve<S>(
-    stream: Async<S>,
-    peer: Peer,
-    gate: &Gate,
-    mode: Mode,
-    echo: &EchoConfig,
-    mut stop: Stopped,
-) -> Result<(Peer, Session), Refused>
+/// A session ready to run (Mode::echo boxes it, so awaiting it moves a pointer, not the
+/// session state), with who it is from and its place in its source's count; or why the
+/// connection was refused.
+type Begun = Result<(Peer, Option<Slot>, Pin<Box<dyn Future<Output = Session> + Send>>), Refused>;
+
+/// A connection's way to its session: at once when there is nothing to check, else through the
+/// checks, boxed: the header's read is large, and the connection's task lives as long as the
+/// session.
+enum Starting {
+    Now(Begun),
+    Admitting(Pin<Box<dyn Future<Output = Begun> + Send>>),
+}
+
+/// Starts the connection's way to its session; the open line is logged once it is admitted.
+fn start<S>(stream: Async<S>, peer: Peer, config: &ServerConfig, gate: &Arc<Gate>, stop: Stopped) -> Starting
 where
-    S: AsFd + HalfClose + Send + 'static,
+    S: AsFd + HalfClose + Send + Sync + 'static,
     for<'a> &'a S: Read + Write,
 {
-    let Admitted { peer, _slot } = gate.admit(&stream, peer, &mut stop).await?;
-    log::info!("open {peer}");
-    let stream = SocketConn::new(stream, stop.flag());
-    // Mode::echo boxes the session, so awaiting it moves a pointer, not the session state.
-    Ok((peer, mode.echo(stream, echo, stop).await))
+    let begin = |stream: Async<S>, peer: Peer, slot, mode: Mode, echo: &EchoConfig, stop: Stopped| -> Begun {
+        log::info!("open {peer}");
+        let session = mode.echo(SocketConn::new(stream, stop.flag()), echo, stop);
+        Ok((peer, slot, session))
+    };
+    if !gate.checks() {
+        return Starting::Now(begin(stream, peer, None, config.mode, &config.echo, stop));
+    }
+    let (gate, mode, echo) = (gate.clone(), config.mode, config.echo.clone());
+    Starting::Admitting(Box::pin(async move {
+        let mut stop = stop;
+        let Admitted { peer, slot } = gate.admit(&stream, peer, &mut stop).await?;
+        begin(stream, peer, slot, mode, &echo, stop)
+    }))
 }
 
 /// The close line; `reason` is the session's, or why the connection was refused before it.
