@@ -275,6 +275,7 @@ mod tests {
                 "from 3 to 1073741824",
             ),
             (&["serve"], "--max-connections", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["serve"], "--max-per-source", "0", "1000000", None, "1000001", "from 0 to 1000000"),
             (&["serve"], "--threads", "1", "1024", Some("0"), "1025", "from 1 to 1024"),
             (&["serve"], "--idle-timeout", "0", week, None, past_week, "from 0 to 7 days"),
             (&["serve"], "--grace", "0", week, None, past_week, "from 0 to 7 days"),
