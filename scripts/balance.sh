@@ -133,8 +133,11 @@ echo "balance: 1. direct to B, -c $CONNS, ${secs} s:  $(summary "$dir/direct.jso
 # 2. Through HAProxy. The bench's own addresses are read from the kernel while it runs.
 before_a=$(proxied "$dir/a.log" | wc -l) before_b=$(proxied "$dir/b.log" | wc -l)
 bench "$dir/through.json" -c "$CONNS" -d "${secs}s" "127.0.0.1:$front"
-sleep 0.5
-ss -Htn state established "( dport = :$front )" | awk '{ print $3 }' | sort >"$dir/bench-addrs"
+for ((i = 0; i < 30; i++)); do
+  sleep 0.1
+  ss -Htn state established "( dport = :$front )" | awk '{ print $3 }' | sort >"$dir/bench-addrs"
+  (($(wc -l <"$dir/bench-addrs") >= CONNS)) && break
+done
 wait_bench || fail "the bench through HAProxy failed: $(cat "$dir/through.json.err")"
 echo "balance: 2. through HAProxy, -c $CONNS, ${secs} s: $(summary "$dir/through.json")"
 [[ $(field "$dir/through.json" errors) == 0 ]] || fail "bench errors through HAProxy"
