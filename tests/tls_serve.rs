@@ -315,3 +315,31 @@ fn the_bench_checks_every_byte_over_tls_and_counts_handshakes() {
         format!("echo: cannot connect to {addr}: tls: invalid peer certificate: UnknownIssuer\n")
     );
 }
+
+#[test]
+fn a_proxy_header_comes_first_then_the_handshake() {
+    let pki = Pki::new("proxy-tls");
+    let server = serve_tls(&pki, &["--proxy-protocol"]);
+    let mut args = connect_args(&pki, server.addr());
+    args.extend(["--proxy-protocol".to_string(), "v2".to_string()]);
+    let output = run_echo(&as_strs(&args), b"behind a balancer\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"behind a balancer\n");
+    let open = server.wait_for_line("open ", LIMIT).unwrap();
+    assert!(open.contains(" via 127.0.0.1:"), "{open}");
+
+    let ca = pki.path("ca.pem").display().to_string();
+    let addr = format!("tls:{}", server.addr());
+    let bench =
+        [&addr, "--tls-ca", &ca, "--tls-server-name", "localhost", "--proxy-protocol", "v1", "-c", "2"];
+    let output = output_within(spawn_bench(&[&bench[..], &["-n", "100", "--json"]].concat()), LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["lines"].as_u64(), report["handshakes"]["count"].as_u64()), (Some(100), Some(2)));
+
+    // A handshake where the header should be is a missing header, and that connection alone.
+    let plain_tls = run_echo(&as_strs(&connect_args(&pki, server.addr())), b"x\n");
+    assert_eq!(plain_tls.status.code(), Some(1), "{}", stderr(&plain_tls));
+    let refused = server.wait_for_line("reason=proxy header", LIMIT).expect("a proxy header close");
+    assert!(refused.contains("missing"), "{refused}");
+}

@@ -83,6 +83,10 @@ pub struct BenchConfig {
     /// and reads until the server closes) and a new one opens in its place; `None`, the default,
     /// keeps each connection to the end. Stream benches only; at least 1.
     pub churn: Option<u64>,
+    /// `Some`: each stream connection starts with a PROXY protocol header of this version
+    /// naming the connection's own addresses, as a balancer would send it; UDP ignores it.
+    #[cfg(feature = "proxy")]
+    pub proxy_protocol: Option<crate::proxy::Version>,
 }
 
 impl BenchConfig {
@@ -201,6 +205,8 @@ impl Default for BenchConfig {
             tls: Default::default(),
             rate: None,
             churn: None,
+            #[cfg(feature = "proxy")]
+            proxy_protocol: None,
         }
     }
 }

@@ -113,13 +113,13 @@ pub async fn bench_until(
     let began = Instant::now();
     match addr.parse().map_err(cannot)? {
         Address::Unix(target) => {
-            let first = target.open(config.connect_timeout, shared).await.map_err(cannot)?;
+            let first = target.open(config, shared).await.map_err(cannot)?;
             shared.connected(began.elapsed());
             Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
         }
         Address::Inet(host_port) => {
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
-            let open = |target: SocketAddr| async move { target.open(config.connect_timeout, shared).await };
+            let open = |target: SocketAddr| async move { target.open(config, shared).await };
             let (first, target) = first_to_connect(&addrs, open).await.map_err(cannot)?;
             shared.connected(began.elapsed());
             Ok(ex.run(drive(&ex, shared, config, target, first, &mut progress, interrupt)).await)
@@ -131,7 +131,7 @@ pub async fn bench_until(
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
             let open = |addr: SocketAddr| {
                 let target = TlsTarget { addr, host: host.clone(), connector: connector.clone() };
-                async move { Ok((target.open(config.connect_timeout, shared).await?, target)) }
+                async move { Ok((target.open(config, shared).await?, target)) }
             };
             let ((first, target), _) = first_to_connect(&addrs, open).await.map_err(cannot)?;
             shared.connected(began.elapsed());
@@ -150,30 +150,57 @@ trait Target: Clone {
     /// Whether its connections open with a handshake, which the report then tells of.
     const HANDSHAKES: bool = false;
 
-    /// Opens one connection, or fails after `timeout`; a handshake's time goes into `shared`.
-    async fn open(&self, timeout: Duration, shared: &Shared) -> io::Result<Self::Wire>;
+    /// Opens one connection, with the PROXY header `config` asks for, or fails after its
+    /// connect timeout; a handshake's time goes into `shared`.
+    async fn open(&self, config: &BenchConfig, shared: &Shared) -> io::Result<Self::Wire>;
 }
 
 impl Target for SocketAddr {
     type Wire = Plain<TcpStream>;
 
-    async fn open(&self, timeout: Duration, _: &Shared) -> io::Result<Plain<TcpStream>> {
-        Ok(Plain::new(within(timeout, connect_tcp(*self)).await?))
+    async fn open(&self, config: &BenchConfig, _: &Shared) -> io::Result<Plain<TcpStream>> {
+        Ok(Plain::new(within(config.connect_timeout, connect_tcp(*self, config)).await?))
     }
 }
 
-async fn connect_tcp(addr: SocketAddr) -> io::Result<Async<TcpStream>> {
+async fn connect_tcp(addr: SocketAddr, config: &BenchConfig) -> io::Result<Async<TcpStream>> {
     let stream = Async::<TcpStream>::connect(addr).await?;
     stream.get_ref().set_nodelay(true)?;
+    #[cfg(feature = "proxy")]
+    let addrs = || Some((stream.get_ref().local_addr().ok()?, stream.get_ref().peer_addr().ok()?));
+    #[cfg(feature = "proxy")]
+    send_proxy_header(&stream, config, addrs()).await?;
+    #[cfg(not(feature = "proxy"))]
+    let _ = config;
     Ok(stream)
 }
 
 impl Target for PathBuf {
     type Wire = Plain<UnixStream>;
 
-    async fn open(&self, timeout: Duration, _: &Shared) -> io::Result<Plain<UnixStream>> {
-        Ok(Plain::new(within(timeout, Async::<UnixStream>::connect(self)).await?))
+    async fn open(&self, config: &BenchConfig, _: &Shared) -> io::Result<Plain<UnixStream>> {
+        let stream = within(config.connect_timeout, Async::<UnixStream>::connect(self)).await?;
+        #[cfg(feature = "proxy")]
+        send_proxy_header(&stream, config, None).await?;
+        Ok(Plain::new(stream))
     }
+}
+
+/// Sends the PROXY header `config` asks for, naming `addrs` (local, peer; none for a Unix
+/// socket), before the connection's first byte.
+#[cfg(feature = "proxy")]
+async fn send_proxy_header<S>(
+    stream: &Async<S>,
+    config: &BenchConfig,
+    addrs: Option<(SocketAddr, SocketAddr)>,
+) -> io::Result<()>
+where
+    for<'b> &'b S: std::io::Write,
+{
+    use futures_lite::AsyncWriteExt;
+    let Some(version) = config.proxy_protocol else { return Ok(()) };
+    let header = crate::proxy::encode(version, addrs);
+    (&mut &*stream).write_all(&header).await.map_err(|err| context(err, "cannot send the PROXY header"))
 }
 
 /// A TLS server at `addr`, verified by the name `host` (unless the connector names another).
@@ -190,9 +217,9 @@ impl Target for TlsTarget {
     type Wire = crate::tls::TlsStream<Async<TcpStream>>;
     const HANDSHAKES: bool = true;
 
-    async fn open(&self, timeout: Duration, shared: &Shared) -> io::Result<Self::Wire> {
-        within(timeout, async {
-            let tcp = connect_tcp(self.addr).await?;
+    async fn open(&self, config: &BenchConfig, shared: &Shared) -> io::Result<Self::Wire> {
+        within(config.connect_timeout, async {
+            let tcp = connect_tcp(self.addr, config).await?;
             let started = Instant::now();
             let tls = self.connector.connect(&self.host, tcp).await?;
             shared.record_handshake(started.elapsed());
@@ -287,7 +314,7 @@ async fn run_connection<A: Target>(
 async fn open<A: Target>(target: &A, config: &BenchConfig, shared: &Shared) -> io::Result<A::Wire> {
     shared.opening.set(shared.opening.get() + 1);
     let began = Instant::now();
-    let opened = target.open(config.connect_timeout, shared).await;
+    let opened = target.open(config, shared).await;
     shared.opening.set(shared.opening.get() - 1);
     match opened {
         Ok(_) => shared.connected(began.elapsed()),

@@ -10,10 +10,11 @@ use std::time::Duration;
 use argh::{ArgsInfo, FromArgs};
 use futures_lite::StreamExt;
 use smol_echo::bench::{BenchLimit, Progress, Transport};
-use smol_echo::{BenchConfig, Mode};
+use smol_echo::{BenchConfig, Mode, proxy};
 
 use super::{
-    DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, raise_open_file_limit, signals, tls, udp_addr,
+    DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, parse_proxy_version, raise_open_file_limit,
+    signals, tls, udp_addr,
 };
 
 #[derive(FromArgs, ArgsInfo, Debug)]
@@ -79,6 +80,10 @@ pub(crate) struct BenchArgs {
     /// (milliseconds), which its plotters read
     #[argh(option)]
     percentiles: Option<PathBuf>,
+    /// start each connection with a PROXY protocol header naming its own addresses, v1 (text)
+    /// or v2 (binary), as a balancer would: for a server run with --proxy-protocol
+    #[argh(option, from_str_fn(parse_proxy_version))]
+    proxy_protocol: Option<proxy::Version>,
     /// print one JSON object instead of the table
     #[argh(switch)]
     json: bool,
@@ -98,6 +103,9 @@ impl BenchArgs {
             }
             if self.mode == Some(Mode::Line) {
                 return Err("--udp sends datagrams of raw bytes: --mode line does not apply".into());
+            }
+            if self.proxy_protocol.is_some() {
+                return Err("--proxy-protocol is for stream connections, not --udp".into());
             }
             if self.size > BenchConfig::MAX_UDP_SIZE {
                 return Err(format!(
@@ -125,6 +133,7 @@ impl BenchArgs {
             timeout: self.timeout.unwrap_or(BenchConfig::default().timeout),
             connect_timeout: self.connect_timeout.unwrap_or(BenchConfig::default().connect_timeout),
             mode: self.mode.unwrap_or_default(),
+            proxy_protocol: self.proxy_protocol,
             rate: self.rate,
             churn: self.churn,
             #[cfg(feature = "tls")]

@@ -18,8 +18,12 @@ use smol::Unblock;
 use smol_echo::Mode;
 use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
 use smol_echo::error::context;
+use smol_echo::proxy::{Version, send_header};
 
-use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, tls, udp_addr};
+use super::{
+    DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, parse_proxy_version, tls,
+    udp_addr,
+};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -134,6 +138,10 @@ pub(crate) struct ConnectArgs {
     /// (default 1s)
     #[argh(option, from_str_fn(parse_duration))]
     timeout: Option<Duration>,
+    /// first send a PROXY protocol header naming the connection's own addresses, v1 (text) or
+    /// v2 (binary), as a balancer would: to try a server run with --proxy-protocol by hand
+    #[argh(option, from_str_fn(parse_proxy_version))]
+    proxy_protocol: Option<Version>,
 }
 
 impl ConnectArgs {
@@ -148,6 +156,9 @@ impl ConnectArgs {
             udp_addr(self.addr.as_deref())?;
             if self.mode.is_some() {
                 return Err("--mode cannot be used with --udp: each line is one datagram".into());
+            }
+            if self.proxy_protocol.is_some() {
+                return Err("--proxy-protocol is for stream connections, not --udp".into());
             }
         } else if self.timeout.is_some() {
             return Err(
@@ -166,6 +177,41 @@ impl ConnectArgs {
     }
 }
 
+/// Connects to `addr`, within the connect timeout: the PROXY header first if asked for, then
+/// for a `tls:` address the handshake, so that a server behind a balancer reads the header
+/// before the TLS it terminates.
+async fn open(args: &ConnectArgs, addr: &str) -> io::Result<smol_echo::client::Stream> {
+    let attempt = async {
+        #[cfg(feature = "tls")]
+        let (addr, tls) = match addr.strip_prefix("tls:") {
+            Some(host_port) => (host_port, Some(smol_echo::tls::TlsConnector::new(&args.verify().config())?)),
+            None => (addr, None),
+        };
+        let mut stream = smol_echo::connect(addr, args.connect_timeout).await?;
+        if let Some(version) = args.proxy_protocol {
+            send_header(&mut stream, version)
+                .await
+                .map_err(|err| context(err, "cannot send the PROXY header"))?;
+        }
+        #[cfg(feature = "tls")]
+        if let (Some(connector), smol_echo::client::Stream::Tcp(tcp)) = (tls, &stream) {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let tls = connector.connect(host, tcp.clone()).await?;
+            return Ok(smol_echo::client::Stream::Tls(Box::new(tls)));
+        }
+        Ok(stream)
+    };
+    attempt
+        .or(async {
+            smol::Timer::after(args.connect_timeout).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {:?}", args.connect_timeout),
+            ))
+        })
+        .await
+}
+
 pub(crate) fn run(args: ConnectArgs) -> ExitCode {
     let addr = args.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     if args.udp {
@@ -173,14 +219,7 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
     }
     args.verify().warn();
     smol::block_on(async {
-        #[cfg(feature = "tls")]
-        let connected = match smol_echo::tls::TlsConnector::new(&args.verify().config()) {
-            Ok(connector) => smol_echo::client::connect_tls(addr, args.connect_timeout, &connector).await,
-            Err(err) => Err(err),
-        };
-        #[cfg(not(feature = "tls"))]
-        let connected = smol_echo::connect(addr, args.connect_timeout).await;
-        let stream = match connected {
+        let stream = match open(&args, addr).await {
             Ok(stream) => stream,
             Err(err) => {
                 eprintln!("echo: cannot connect to {addr}: {err}");

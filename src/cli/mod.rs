@@ -178,6 +178,11 @@ pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
     text.parse().map_err(|err: std::io::Error| err.to_string())
 }
 
+/// Parses `--proxy-protocol` of `connect` and `bench`: `v1` or `v2`.
+pub(crate) fn parse_proxy_version(text: &str) -> Result<smol_echo::proxy::Version, String> {
+    text.parse().map_err(|err: std::io::Error| err.to_string())
+}
+
 /// A duration flag of a command without a library config: more than 0, at most
 /// `smol_echo::MAX_DURATION`, as the configs' own checks say.
 fn in_duration_range(flag: &str, value: Duration) -> Result<(), String> {
@@ -274,6 +279,7 @@ mod tests {
                 "from 3 to 1073741824",
             ),
             (&["serve"], "--max-connections", "1", "1000000", Some("0"), "1000001", "from 1 to 1000000"),
+            (&["serve"], "--max-per-source", "0", "1000000", None, "1000001", "from 0 to 1000000"),
             (&["serve"], "--threads", "1", "1024", Some("0"), "1025", "from 1 to 1024"),
             (&["serve"], "--idle-timeout", "0", week, None, past_week, "from 0 to 7 days"),
             (&["serve"], "--grace", "0", week, None, past_week, "from 0 to 7 days"),

@@ -9,6 +9,7 @@ use argh::{ArgsInfo, FromArgs};
 use async_executor::Executor;
 use futures_lite::future;
 use log::LevelFilter;
+use smol_echo::proxy::{Cidr, ProxyConfig};
 use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
@@ -16,6 +17,11 @@ use super::{
     DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
     signals, stdio, tls,
 };
+
+/// Parses `--proxy-from`: an address or an address block.
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse().map_err(|err: std::io::Error| err.to_string())
+}
 
 /// The executor threads `--threads` may ask for: more than a thousand only cost memory.
 const THREADS: std::ops::RangeInclusive<usize> = 1..=1024;
@@ -48,6 +54,21 @@ pub(crate) struct ServeArgs {
     /// connections served at once; more wait in the listen backlog (default 10000)
     #[argh(option, default = "ServerConfig::default().max_connections")]
     max_connections: usize,
+    /// connections served at once from one source, an IPv4 address or an IPv6 /64 (with
+    /// --proxy-protocol, the client the header names); one more is closed at once (default 0:
+    /// no limit)
+    #[argh(option, default = "0")]
+    max_per_source: usize,
+    /// each stream connection starts with a PROXY protocol header (v1 or v2, as HAProxy sends
+    /// with send-proxy): logs and --max-per-source name the client it gives; a connection
+    /// without a valid header within 5s (or --idle-timeout if shorter) is closed
+    #[argh(switch)]
+    proxy_protocol: bool,
+    /// with --proxy-protocol: take headers only from this address or block (10.0.0.0/8,
+    /// 127.0.0.1, fd00::/8) and close other TCP connections at once; repeatable (default:
+    /// any address)
+    #[argh(option, from_str_fn(parse_cidr))]
+    proxy_from: Vec<Cidr>,
     /// executor threads (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
@@ -83,6 +104,7 @@ impl ServeArgs {
         let flag = |field| match field {
             "max_line" => "--max-line",
             "max_connections" => "--max-connections",
+            "max_per_source" => "--max-per-source",
             "idle_timeout" => "--idle-timeout",
             _ => "--grace",
         };
@@ -94,6 +116,12 @@ impl ServeArgs {
         }
         if self.stdio && self.addresses_given() {
             return Err("--listen and --udp cannot be used with --stdio".into());
+        }
+        if self.stdio && (self.proxy_protocol || self.max_per_source > 0) {
+            return Err("--proxy-protocol and --max-per-source cannot be used with --stdio".into());
+        }
+        if !self.proxy_from.is_empty() && !self.proxy_protocol {
+            return Err("--proxy-from needs --proxy-protocol".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
@@ -126,6 +154,10 @@ impl ServeArgs {
             },
             max_connections: self.max_connections,
             mode: self.mode,
+            max_per_source: self.max_per_source,
+            proxy: self
+                .proxy_protocol
+                .then(|| ProxyConfig { from: self.proxy_from.clone(), ..ProxyConfig::default() }),
         }
     }
 
@@ -153,6 +185,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             let refused = match summary.refused_datagrams {
                 0 => String::new(),
                 n => format!(", {n} datagrams from refused ports not answered"),
+            };
+            let refused = match summary.refused {
+                0 => refused,
+                n => format!("{refused}, {n} connections refused"),
             };
             let unfinished = match summary.unfinished {
                 0 => String::new(),

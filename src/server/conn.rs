@@ -46,10 +46,6 @@ impl<S> SocketConn<S> {
     pub(crate) fn new(socket: Async<S>, stopping: StopFlag) -> SocketConn<S> {
         SocketConn { socket, drained: false, stopping }
     }
-
-    pub(crate) fn get_ref(&self) -> &S {
-        self.socket.get_ref()
-    }
 }
 
 impl<S> AsyncRead for SocketConn<S>

@@ -2,7 +2,9 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,10 +16,14 @@ use futures_lite::future::{self, FutureExt};
 mod accept;
 #[cfg(feature = "systemd")]
 mod activation;
+mod admit;
 mod conn;
 mod failures;
 mod listener;
 mod permits;
+#[cfg(feature = "proxy")]
+mod proxy;
+mod sources;
 mod stop;
 mod udp;
 
@@ -25,12 +31,14 @@ mod udp;
 pub use activation::activated;
 pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
 
-use crate::session::{EchoConfig, Mode};
+use crate::session::{EchoConfig, Mode, Session};
 use accept::{Accepted, Acceptor, StreamListener};
-use conn::SocketConn;
+use admit::{Admitted, Gate, Refused};
+use conn::{HalfClose, SocketConn};
 use failures::Failures;
 use listener::Kind;
 use permits::Permits;
+use sources::Slot;
 use stop::{Stop, Stopped};
 use udp::DatagramCounts;
 
@@ -71,11 +79,23 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The protocol each connection speaks.
     pub mode: Mode,
+    /// Connections served at once from one source, an IPv4 address or an IPv6 /64 (the
+    /// address of the PROXY header when there is one); one more is closed at once, with reason
+    /// `source limit`. 0: no limit. Unix socket peers without a header are not counted.
+    pub max_per_source: usize,
+    /// `Some`: every stream connection starts with a PROXY header (v1 or v2, told apart by its
+    /// first byte), and its source is the one the header names. A connection whose header is
+    /// missing, malformed, too long or late is closed alone, with reason `proxy header: ...`.
+    #[cfg(feature = "proxy")]
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl ServerConfig {
     /// The values [`ServerConfig::max_connections`] may take.
     pub const MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+
+    /// The values [`ServerConfig::max_per_source`] may take.
+    pub const MAX_PER_SOURCE: std::ops::RangeInclusive<usize> = 0..=1_000_000;
 
     /// Refuses settings out of their documented ranges, as [`EchoConfig::check`] does, with
     /// [`ServerConfig::MAX_CONNECTIONS`] too.
@@ -91,13 +111,25 @@ impl ServerConfig {
     /// ```
     pub fn check(&self, name: &dyn Fn(&'static str) -> &'static str) -> io::Result<()> {
         crate::session::in_range(name("max_connections"), self.max_connections, Self::MAX_CONNECTIONS)?;
+        crate::session::in_range(name("max_per_source"), self.max_per_source, Self::MAX_PER_SOURCE)?;
+        #[cfg(feature = "proxy")]
+        if let Some(proxy) = &self.proxy {
+            crate::session::check_duration(name("proxy_timeout"), proxy.timeout, Duration::from_nanos(1))?;
+        }
         self.echo.check(name)
     }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { echo: EchoConfig::default(), max_connections: 10000, mode: Mode::Line }
+        ServerConfig {
+            echo: EchoConfig::default(),
+            max_connections: 10000,
+            mode: Mode::Line,
+            max_per_source: 0,
+            #[cfg(feature = "proxy")]
+            proxy: None,
+        }
     }
 }
 
@@ -127,12 +159,16 @@ pub struct Summary {
     pub refused_datagrams: u64,
     /// Connections still open when the grace period ran out.
     pub unfinished: u64,
+    /// Connections closed before their session: a bad PROXY header, an address the header is
+    /// not accepted from, a source over its limit.
+    pub refused: u64,
 }
 
 #[derive(Default)]
 struct Totals {
     connections: AtomicU64,
     closed: AtomicU64,
+    refused: AtomicU64,
     lines: AtomicU64,
     bytes: AtomicU64,
     datagrams: AtomicU64,
@@ -220,6 +256,7 @@ impl Totals {
             datagrams: self.datagrams.load(Relaxed),
             refused_datagrams: self.refused_datagrams.load(Relaxed),
             unfinished: connections - self.closed.load(Relaxed),
+            refused: self.refused.load(Relaxed),
         }
     }
 }
@@ -273,6 +310,7 @@ async fn accept_all<H: Clone + Send + 'static>(
     spawn: &impl Fn(ConnectionTask),
 ) {
     let mut failures = Failures::new("accept", ACCEPT_BACKOFF);
+    let gate = Arc::new(Gate::new(config));
     loop {
         let permit = match permits.try_acquire() {
             Some(permit) => permit,
@@ -290,7 +328,7 @@ async fn accept_all<H: Clone + Send + 'static>(
                 continue;
             }
         };
-        spawn(connection(accepted, config, stop.listen(), totals.clone(), (permit, hold.clone())));
+        spawn(connection(accepted, config, &gate, stop.listen(), totals.clone(), (permit, hold.clone())));
     }
 }
 
@@ -327,60 +365,154 @@ fn datagram_task<H: Send + 'static>(
 fn connection<H: Send + 'static>(
     accepted: Accepted,
     config: &ServerConfig,
+    gate: &Arc<Gate>,
     stop: Stopped,
     totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    // Mode::echo boxes the session, so awaiting it below moves a pointer, not the session state.
-    let (peer, session) = match accepted {
+    let starting = match accepted {
         Accepted::Tcp(stream, peer) => {
-            let stream = SocketConn::new(stream, stop.flag());
             // Lines are small and latency matters more than packet count.
             stream.get_ref().set_nodelay(true).ok();
-            (Peer::Inet(peer), config.mode.echo(stream, &config.echo, stop))
+            start(stream, Peer::Inet(peer), Layer::Plain, config, gate, stop)
         }
         #[cfg(feature = "tls")]
         Accepted::Tls(stream, peer, acceptor) => {
-            let stream = SocketConn::new(stream, stop.flag());
             stream.get_ref().set_nodelay(true).ok();
-            (Peer::Inet(peer), tls_session(acceptor, stream, config, stop))
+            start(stream, Peer::Inet(peer), Layer::Tls(acceptor), config, gate, stop)
         }
         Accepted::Unix(stream, listener) => {
-            let stream = SocketConn::new(stream, stop.flag());
-            (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
+            start(stream, Peer::Unix(listener, number), Layer::Plain, config, gate, stop)
         }
     };
-    log::info!("open {peer}");
-    Box::pin(async move {
-        let session = session.await;
-        totals.lines.fetch_add(session.lines, Relaxed);
-        totals.bytes.fetch_add(session.bytes, Relaxed);
+    match starting {
+        // The task is then no larger than the session's own needs.
+        Starting::Now(begun) => Box::pin(run(begun, totals, hold, started)),
+        Starting::Admitting(admitting) => {
+            Box::pin(async move { run(admitting.await, totals, hold, started).await })
+        }
+    }
+}
+
+/// Runs the session of a connection admitted, or logs its refusal; then lets go of `hold`.
+///
+/// Not an `async fn`, whose arguments would take room twice in the task, as arguments and as
+/// the locals they are moved into.
+#[allow(clippy::manual_async_fn)]
+fn run<H: Send>(
+    mut begun: Begun,
+    totals: Arc<Totals>,
+    hold: H,
+    started: Instant,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // By reference: moving the parts out would take room for them beside `begun` in the task.
+        match &mut begun {
+            Ok((peer, _slot, session)) => {
+                let session = session.await;
+                totals.lines.fetch_add(session.lines, Relaxed);
+                totals.bytes.fetch_add(session.bytes, Relaxed);
+                log_close(peer, &session, &session.reason, started);
+            }
+            Err(refused) => {
+                totals.refused.fetch_add(1, Relaxed);
+                if let Refused::Closed(peer, reason) = refused {
+                    log_close(peer, &Session::default(), reason, started);
+                }
+            }
+        }
+        // The connection and its place in its source's count go before the totals are final.
+        drop(begun);
         totals.closed.fetch_add(1, Relaxed);
-        log::info!(
-            "close {} lines={} bytes={} duration={:.3}s reason={}",
-            peer,
-            session.lines,
-            session.bytes,
-            started.elapsed().as_secs_f64(),
-            session.reason
-        );
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
-    })
+    }
+}
+
+/// A session ready to run (Mode::echo boxes it, so awaiting it moves a pointer, not the
+/// session state), with who it is from and its place in its source's count; or why the
+/// connection was refused.
+type Begun = Result<(Peer, Option<Slot>, Pin<Box<dyn Future<Output = Session> + Send>>), Refused>;
+
+/// A connection's way to its session: at once when there is nothing to check, else through the
+/// checks, boxed: the header's read is large, and the connection's task lives as long as the
+/// session.
+enum Starting {
+    Now(Begun),
+    Admitting(Pin<Box<dyn Future<Output = Begun> + Send>>),
+}
+
+/// What runs between a connection's socket and its session.
+enum Layer {
+    Plain,
+    /// The handshake first (after the PROXY header, if any), then the session over TLS.
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsAcceptor),
+}
+
+/// Starts the connection's way to its session; the open line is logged once it is admitted.
+fn start<S>(
+    stream: Async<S>,
+    peer: Peer,
+    layer: Layer,
+    config: &ServerConfig,
+    gate: &Arc<Gate>,
+    stop: Stopped,
+) -> Starting
+where
+    S: AsFd + HalfClose + Send + Sync + 'static,
+    for<'a> &'a S: Read + Write,
+{
+    let begin =
+        move |stream: Async<S>, peer: Peer, slot, mode: Mode, echo: &EchoConfig, stop: Stopped| -> Begun {
+            log::info!("open {peer}");
+            let conn = SocketConn::new(stream, stop.flag());
+            let session = match layer {
+                Layer::Plain => mode.echo(conn, echo, stop),
+                #[cfg(feature = "tls")]
+                Layer::Tls(acceptor) => tls_session(acceptor, conn, mode, echo.clone(), stop),
+            };
+            Ok((peer, slot, session))
+        };
+    if !gate.checks() {
+        return Starting::Now(begin(stream, peer, None, config.mode, &config.echo, stop));
+    }
+    let (gate, mode, echo) = (gate.clone(), config.mode, config.echo.clone());
+    Starting::Admitting(Box::pin(async move {
+        let mut stop = stop;
+        let Admitted { peer, slot } = gate.admit(&stream, peer, &mut stop).await?;
+        begin(stream, peer, slot, mode, &echo, stop)
+    }))
+}
+
+/// The close line; `reason` is the session's, or why the connection was refused before it.
+fn log_close(peer: &Peer, session: &Session, reason: &dyn std::fmt::Display, started: Instant) {
+    log::info!(
+        "close {} lines={} bytes={} duration={:.3}s reason={}",
+        peer,
+        session.lines,
+        session.bytes,
+        started.elapsed().as_secs_f64(),
+        reason
+    );
 }
 
 /// The handshake, within the idle timeout and cut short by a stop, then the session over TLS.
 /// A failed handshake is the session's end, with the handshake's reason and nothing echoed.
 #[cfg(feature = "tls")]
-fn tls_session(
+fn tls_session<S>(
     acceptor: crate::tls::TlsAcceptor,
-    stream: SocketConn<std::net::TcpStream>,
-    config: &ServerConfig,
+    stream: SocketConn<S>,
+    mode: Mode,
+    echo: EchoConfig,
     mut stop: Stopped,
-) -> Pin<Box<dyn Future<Output = crate::Session> + Send>> {
-    let (mode, echo) = (config.mode, config.echo.clone());
+) -> Pin<Box<dyn Future<Output = Session> + Send>>
+where
+    S: HalfClose + Send + Sync + 'static,
+    for<'a> &'a S: Read + Write,
+{
     Box::pin(async move {
         let handshake = acceptor.accept(stream, echo.idle_timeout);
         let stopped = async {
@@ -400,9 +532,26 @@ fn tls_session(
 
 /// Who a connection's log lines are about. Unix peers are nameless, so they go by the
 /// listener's path and the connection's number: `unix:/run/echo.sock#17`.
+/// A connection relayed by a balancer goes by the source its PROXY header names, and by the
+/// balancer's end: `203.0.113.7:41000 via 127.0.0.1:52100`.
 enum Peer {
     Inet(SocketAddr),
     Unix(Arc<str>, u64),
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    Proxied {
+        source: SocketAddr,
+        via: Box<Peer>,
+    },
+}
+
+impl Peer {
+    /// The address the connection counts against, when it has one.
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Inet(addr) | Peer::Proxied { source: addr, .. } => Some(addr.ip()),
+            Peer::Unix(..) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Peer {
@@ -410,6 +559,7 @@ impl std::fmt::Display for Peer {
         match self {
             Peer::Inet(addr) => addr.fmt(f),
             Peer::Unix(listener, number) => write!(f, "{listener}#{number}"),
+            Peer::Proxied { source, via } => write!(f, "{source} via {via}"),
         }
     }
 }
