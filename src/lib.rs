@@ -121,6 +121,8 @@
 pub mod bench;
 pub mod client;
 pub mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod net;
 pub mod server;
 mod session;

@@ -1,6 +1,7 @@
 //! `echo serve`: the process around the library's server: threads, signals, limits, output.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use argh::{ArgsInfo, FromArgs};
 use async_executor::Executor;
 use futures_lite::future;
 use log::LevelFilter;
+use smol_echo::metrics::{EndpointConfig, Metrics};
 use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
@@ -53,6 +55,9 @@ pub(crate) struct ServeArgs {
     /// (default 5s)
     #[argh(option, from_str_fn(parse_duration), default = "EchoConfig::default().grace")]
     grace: Duration,
+    /// serve Prometheus metrics at http://ADDR/metrics (host:port), on a listener of their own
+    #[argh(option, from_str_fn(parse_inet_addr))]
+    metrics: Option<String>,
     /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
     /// back as it arrives) (default line)
     #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
@@ -83,8 +88,8 @@ impl ServeArgs {
         {
             return Err(format!("--threads must be from 1 to {}, not {threads}", THREADS.end()));
         }
-        if self.stdio && self.addresses_given() {
-            return Err("--listen and --udp cannot be used with --stdio".into());
+        if self.stdio && (self.addresses_given() || self.metrics.is_some()) {
+            return Err("--listen, --udp and --metrics cannot be used with --stdio".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
@@ -195,10 +200,21 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
                 bound.listeners
             }
         };
-        let server = Server::new(listeners, config);
+        let mut server = Server::new(listeners, config);
         let addrs = server.local_addrs()?;
+        // Bound before any listening line goes out, so that whoever reads them can scrape.
+        let metrics = match &args.metrics {
+            Some(addr) => Some(serve_metrics(addr).await?),
+            None => None,
+        };
         for addr in &addrs {
             eprintln!("listening on {addr}");
+        }
+        if let Some((listener, metrics)) = metrics {
+            eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+            server = server.with_metrics(metrics.clone());
+            let spawn = |task| EXECUTOR.spawn(task).detach();
+            EXECUTOR.spawn(smol_echo::metrics::serve(listener, metrics, EndpointConfig::default(), spawn)).detach();
         }
         let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
@@ -208,6 +224,14 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
         Ok((EXECUTOR.run(serving).await, udp))
     })
+}
+
+/// The metrics endpoint's listener on `addr`, and the metrics it will serve.
+async fn serve_metrics(addr: &str) -> std::io::Result<(async_net::TcpListener, Arc<Metrics>)> {
+    let listener = async_net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| smol_echo::error::context(err, format_args!("cannot bind --metrics {addr}")))?;
+    Ok((listener, Arc::new(Metrics::default())))
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ mod accept;
 #[cfg(feature = "systemd")]
 mod activation;
 mod conn;
-mod failures;
+pub(crate) mod failures;
 mod listener;
-mod permits;
+pub(crate) mod permits;
+mod sink;
 mod stop;
 mod udp;
 
@@ -31,6 +32,8 @@ use conn::SocketConn;
 use failures::Failures;
 use listener::Kind;
 use permits::Permits;
+pub(crate) use sink::ListenerKind;
+use sink::Sink;
 use stop::{Stop, Stopped};
 use udp::DatagramCounts;
 
@@ -162,13 +165,34 @@ struct Totals {
 pub struct Server {
     listeners: Vec<Listener>,
     config: ServerConfig,
+    sink: Sink,
 }
 
 impl Server {
     /// A server that will serve on `listeners`: a session per connection on the stream ones,
     /// and the UDP echo on the datagram ones.
     pub fn new(listeners: Vec<Listener>, config: ServerConfig) -> Server {
-        Server { listeners, config }
+        Server { listeners, config, sink: Sink::default() }
+    }
+
+    /// Reports what the server does to `metrics` as it happens, for
+    /// [`metrics::serve`](crate::metrics::serve) to expose (feature `metrics`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use smol_echo::{Server, ServerConfig, metrics::Metrics};
+    ///
+    /// let metrics = Arc::new(Metrics::default());
+    /// let server = Server::new(Vec::new(), ServerConfig::default()).with_metrics(metrics.clone());
+    /// assert!(metrics.render().contains("echo_connections_total{listener=\"tcp\"} 0"));
+    /// # drop(server);
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Server {
+        self.sink.metrics = Some(metrics);
+        self
     }
 
     /// The addresses the listeners are bound to, with the real ports.
@@ -187,7 +211,7 @@ impl Server {
         S: Fn(ConnectionTask),
         F: Future<Output = ()>,
     {
-        let Server { listeners, config } = self;
+        let Server { listeners, config, sink } = self;
         let totals = Arc::new(Totals::default());
         // `stop` tells every session to drain; `done` is held once per session, so its receiver
         // sees the channel close when the last session ends.
@@ -196,9 +220,9 @@ impl Server {
         let permits = Permits::new(config.max_connections);
 
         let (streams, datagram_sockets) = by_kind(listeners);
-        serve_datagrams(datagram_sockets, &stop, &totals, &done_tx, &spawn);
+        serve_datagrams(datagram_sockets, &stop, &totals, &sink, &done_tx, &spawn);
         let mut acceptor = Acceptor::new(streams);
-        let accepting = accept_all(&mut acceptor, &permits, &config, &stop, &totals, &done_tx, &spawn);
+        let accepting = accept_all(&mut acceptor, &permits, &config, &stop, &totals, &sink, &done_tx, &spawn);
         accepting.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
@@ -247,6 +271,7 @@ fn serve_datagrams<H: Clone + Send + 'static>(
     sockets: Vec<Arc<Async<UdpSocket>>>,
     stop: &Stop,
     totals: &Arc<Totals>,
+    sink: &Sink,
     hold: &H,
     spawn: &impl Fn(ConnectionTask),
 ) {
@@ -254,19 +279,22 @@ fn serve_datagrams<H: Clone + Send + 'static>(
     let own_ports: Arc<[u16]> =
         sockets.iter().filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port())).collect();
     for socket in sockets {
-        let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
+        let datagrams =
+            udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF, sink.clone());
         spawn(datagram_task(datagrams, totals.clone(), hold.clone()));
     }
 }
 
 /// Accepts for ever, within the connection limit, and spawns a session per connection. An
 /// accept error is logged (see [`Failures`]) and the loop rests before it tries again.
+#[allow(clippy::too_many_arguments)] // the server's state, passed apart so `run` can drop each part
 async fn accept_all<H: Clone + Send + 'static>(
     acceptor: &mut Acceptor,
     permits: &Arc<Permits>,
     config: &ServerConfig,
     stop: &Stop,
     totals: &Arc<Totals>,
+    sink: &Sink,
     hold: &H,
     spawn: &impl Fn(ConnectionTask),
 ) {
@@ -282,13 +310,15 @@ async fn accept_all<H: Clone + Send + 'static>(
         let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
             Ok(accepted) => accepted,
             Err(err) => {
+                sink.accept_failed();
                 let (level, message) = failures.failed(&err, Instant::now());
                 log::log!(level, "{message}");
                 Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        spawn(connection(accepted, config, stop.listen(), totals.clone(), (permit, hold.clone())));
+        let totals = (totals.clone(), sink.clone());
+        spawn(connection(accepted, config, stop.listen(), totals, (permit, hold.clone())));
     }
 }
 
@@ -320,17 +350,23 @@ fn datagram_task<H: Send + 'static>(
     })
 }
 
-/// One connection's session, with its log lines and its share of the totals. `hold` is kept
-/// until the session ends: the connection-limit permit and the server's count of live sessions.
+/// One connection's session, with its log lines and its share of the totals and the sink. `hold`
+/// is kept until the session ends: the connection-limit permit and the server's count of live
+/// sessions.
 fn connection<H: Send + 'static>(
     accepted: Accepted,
     config: &ServerConfig,
     stop: Stopped,
-    totals: Arc<Totals>,
+    (totals, sink): (Arc<Totals>, Sink),
     hold: H,
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
+    let kind = match accepted {
+        Accepted::Tcp(..) => ListenerKind::Tcp,
+        Accepted::Unix(..) => ListenerKind::Unix,
+    };
+    sink.opened(kind);
     // Mode::echo boxes the session, so awaiting it below moves a pointer, not the session state.
     let (peer, session) = match accepted {
         Accepted::Tcp(stream, peer) => {
@@ -344,23 +380,32 @@ fn connection<H: Send + 'static>(
             (Peer::Unix(listener, number), config.mode.echo(stream, &config.echo, stop))
         }
     };
-    log::info!("open {peer}");
+    log::info!(event = "open", peer:% = peer; "open {peer}");
     Box::pin(async move {
         let session = session.await;
+        let duration = started.elapsed();
         totals.lines.fetch_add(session.lines, Relaxed);
         totals.bytes.fetch_add(session.bytes, Relaxed);
         totals.closed.fetch_add(1, Relaxed);
-        log::info!(
-            "close {} lines={} bytes={} duration={:.3}s reason={}",
-            peer,
-            session.lines,
-            session.bytes,
-            started.elapsed().as_secs_f64(),
-            session.reason
-        );
+        sink.closed(kind, &session, duration);
+        log_close(&peer, &session, duration);
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
     })
+}
+
+/// The close line of a session: as text, and as the fields a structured logger writes.
+fn log_close(peer: &dyn std::fmt::Display, session: &crate::Session, duration: Duration) {
+    // Rounded as the text is, so that both say the same.
+    let duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
+    log::info!(
+        event = "close", peer:% = peer, lines = session.lines, bytes = session.bytes, duration_s,
+        reason:% = session.reason;
+        "close {peer} lines={} bytes={} duration={duration_s:.3}s reason={}",
+        session.lines,
+        session.bytes,
+        session.reason
+    );
 }
 
 /// Who a connection's log lines are about. Unix peers are nameless, so they go by the
