@@ -8,7 +8,8 @@ use std::time::Duration;
 use argh::{ArgsInfo, FromArgs};
 use async_executor::Executor;
 use futures_lite::future;
-use log::LevelFilter;
+use log::kv::Value;
+use log::{Level, LevelFilter};
 use smol_echo::metrics::{EndpointConfig, Metrics};
 use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
@@ -72,6 +73,10 @@ pub(crate) struct ServeArgs {
     /// print debug detail too
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// how stderr lines are written: text, or json (one object per line, with ts, level, event
+    /// and the fields of the text line) (default text)
+    #[argh(option, from_str_fn(logger::parse_format), default = "logger::Format::Text")]
+    log_format: logger::Format,
 }
 
 impl ServeArgs {
@@ -124,7 +129,7 @@ impl ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    logger::init(args.log_level());
+    logger::init(args.log_level(), args.log_format);
     if args.stdio {
         let config = args.config();
         return stdio::run(config.mode, &config.echo);
@@ -143,14 +148,27 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 0 => String::new(),
                 n => format!(", {n} cut off at the end of the grace period"),
             };
-            eprintln!(
-                "shutdown: {} connections, {} lines{datagrams}, {} bytes echoed{refused}{unfinished}",
-                summary.connections, summary.lines, summary.bytes
+            let fields = [
+                ("connections", summary.connections.into()),
+                ("lines", summary.lines.into()),
+                ("datagrams", summary.datagrams.into()),
+                ("bytes", summary.bytes.into()),
+                ("refused_datagrams", summary.refused_datagrams.into()),
+                ("unfinished", summary.unfinished.into()),
+            ];
+            logger::always(
+                Level::Info,
+                "summary",
+                &fields,
+                format_args!(
+                    "shutdown: {} connections, {} lines{datagrams}, {} bytes echoed{refused}{unfinished}",
+                    summary.connections, summary.lines, summary.bytes
+                ),
             );
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("echo: {err}");
+            logger::always(Level::Error, "error", &[], format_args!("echo: {err}"));
             ExitCode::FAILURE
         }
     }
@@ -208,13 +226,18 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
             None => None,
         };
         for addr in &addrs {
-            eprintln!("listening on {addr}");
+            let fields = [("addr", Value::from_display(addr))];
+            logger::always(Level::Info, "listening", &fields, format_args!("listening on {addr}"));
         }
         if let Some((listener, metrics)) = metrics {
-            eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+            let url = format!("http://{}/metrics", listener.local_addr()?);
+            let fields = [("url", Value::from(&*url))];
+            logger::always(Level::Info, "metrics", &fields, format_args!("metrics on {url}"));
             server = server.with_metrics(metrics.clone());
             let spawn = |task| EXECUTOR.spawn(task).detach();
-            EXECUTOR.spawn(smol_echo::metrics::serve(listener, metrics, EndpointConfig::default(), spawn)).detach();
+            EXECUTOR
+                .spawn(smol_echo::metrics::serve(listener, metrics, EndpointConfig::default(), spawn))
+                .detach();
         }
         let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
