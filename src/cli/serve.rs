@@ -93,8 +93,11 @@ impl ServeArgs {
         {
             return Err(format!("--threads must be from 1 to {}, not {threads}", THREADS.end()));
         }
-        if self.stdio && (self.addresses_given() || self.metrics.is_some()) {
-            return Err("--listen, --udp and --metrics cannot be used with --stdio".into());
+        if self.stdio && self.addresses_given() {
+            return Err("--listen and --udp cannot be used with --stdio".into());
+        }
+        if self.stdio && self.metrics.is_some() {
+            return Err("--metrics cannot be used with --stdio: one session has nothing to scrape".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
