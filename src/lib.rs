@@ -46,10 +46,13 @@
 //! bring anyway. On top of it:
 //!
 //! - `bench`: [`bench()`] and [`bench_udp`](bench::bench_udp) (async-executor, hdrhistogram);
+//! - `metrics`: [`metrics`], Prometheus metrics of a [`Server`] and their HTTP endpoint
+//!   (prometheus-client);
 //! - `systemd`: [`activated`](server::activated), socket activation (listenfd);
 //! - `tls` (default): [`tls`], rustls on the ring provider, system roots, self-signed
 //!   certificates (futures-rustls, rcgen, rustls-native-certs);
-//! - `cli` (default): the `echo` binary, with `bench` and `systemd` (argh, async-signal, smol).
+//! - `cli` (default): the `echo` binary, with `bench`, `metrics` and `systemd` (argh,
+//!   async-signal, smol).
 //!
 //! # Beyond the design's shape
 //!
@@ -113,8 +116,11 @@
 //! ```
 
 #![forbid(unsafe_code)]
-// Without `bench` or `systemd` the links to their items above stay plain text.
-#![cfg_attr(not(all(feature = "bench", feature = "systemd")), allow(rustdoc::broken_intra_doc_links))]
+// Without `bench`, `metrics` or `systemd` the links to their items above stay plain text.
+#![cfg_attr(
+    not(all(feature = "bench", feature = "metrics", feature = "systemd")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 #[cfg(feature = "bench")]

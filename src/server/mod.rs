@@ -132,8 +132,10 @@ pub struct Summary {
     pub unfinished: u64,
 }
 
+/// The counts of the summary, and the sink that reports as they change.
 #[derive(Default)]
 struct Totals {
+    sink: Sink,
     connections: AtomicU64,
     closed: AtomicU64,
     lines: AtomicU64,
@@ -212,7 +214,7 @@ impl Server {
         F: Future<Output = ()>,
     {
         let Server { listeners, config, sink } = self;
-        let totals = Arc::new(Totals::default());
+        let totals = Arc::new(Totals { sink, ..Totals::default() });
         // `stop` tells every session to drain; `done` is held once per session, so its receiver
         // sees the channel close when the last session ends.
         let stop = Stop::default();
@@ -220,9 +222,9 @@ impl Server {
         let permits = Permits::new(config.max_connections);
 
         let (streams, datagram_sockets) = by_kind(listeners);
-        serve_datagrams(datagram_sockets, &stop, &totals, &sink, &done_tx, &spawn);
+        serve_datagrams(datagram_sockets, &stop, &totals, &done_tx, &spawn);
         let mut acceptor = Acceptor::new(streams);
-        let accepting = accept_all(&mut acceptor, &permits, &config, &stop, &totals, &sink, &done_tx, &spawn);
+        let accepting = accept_all(&mut acceptor, &permits, &config, &stop, &totals, &done_tx, &spawn);
         accepting.or(shutdown).await;
         // New clients are refused from now on rather than left waiting in the backlog.
         drop(acceptor);
@@ -271,7 +273,6 @@ fn serve_datagrams<H: Clone + Send + 'static>(
     sockets: Vec<Arc<Async<UdpSocket>>>,
     stop: &Stop,
     totals: &Arc<Totals>,
-    sink: &Sink,
     hold: &H,
     spawn: &impl Fn(ConnectionTask),
 ) {
@@ -279,22 +280,20 @@ fn serve_datagrams<H: Clone + Send + 'static>(
     let own_ports: Arc<[u16]> =
         sockets.iter().filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port())).collect();
     for socket in sockets {
-        let datagrams =
-            udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF, sink.clone());
+        let sink = totals.sink.clone();
+        let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF, sink);
         spawn(datagram_task(datagrams, totals.clone(), hold.clone()));
     }
 }
 
 /// Accepts for ever, within the connection limit, and spawns a session per connection. An
 /// accept error is logged (see [`Failures`]) and the loop rests before it tries again.
-#[allow(clippy::too_many_arguments)] // the server's state, passed apart so `run` can drop each part
 async fn accept_all<H: Clone + Send + 'static>(
     acceptor: &mut Acceptor,
     permits: &Arc<Permits>,
     config: &ServerConfig,
     stop: &Stop,
     totals: &Arc<Totals>,
-    sink: &Sink,
     hold: &H,
     spawn: &impl Fn(ConnectionTask),
 ) {
@@ -310,15 +309,14 @@ async fn accept_all<H: Clone + Send + 'static>(
         let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
             Ok(accepted) => accepted,
             Err(err) => {
-                sink.accept_failed();
+                totals.sink.accept_failed();
                 let (level, message) = failures.failed(&err, Instant::now());
                 log::log!(level, "{message}");
                 Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let totals = (totals.clone(), sink.clone());
-        spawn(connection(accepted, config, stop.listen(), totals, (permit, hold.clone())));
+        spawn(connection(accepted, config, stop.listen(), totals.clone(), (permit, hold.clone())));
     }
 }
 
@@ -350,14 +348,13 @@ fn datagram_task<H: Send + 'static>(
     })
 }
 
-/// One connection's session, with its log lines and its share of the totals and the sink. `hold`
-/// is kept until the session ends: the connection-limit permit and the server's count of live
-/// sessions.
+/// One connection's session, with its log lines and its share of the totals. `hold` is kept
+/// until the session ends: the connection-limit permit and the server's count of live sessions.
 fn connection<H: Send + 'static>(
     accepted: Accepted,
     config: &ServerConfig,
     stop: Stopped,
-    (totals, sink): (Arc<Totals>, Sink),
+    totals: Arc<Totals>,
     hold: H,
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
@@ -366,7 +363,7 @@ fn connection<H: Send + 'static>(
         Accepted::Tcp(..) => ListenerKind::Tcp,
         Accepted::Unix(..) => ListenerKind::Unix,
     };
-    sink.opened(kind);
+    totals.sink.opened(kind);
     // Mode::echo boxes the session, so awaiting it below moves a pointer, not the session state.
     let (peer, session) = match accepted {
         Accepted::Tcp(stream, peer) => {
@@ -387,7 +384,7 @@ fn connection<H: Send + 'static>(
         totals.lines.fetch_add(session.lines, Relaxed);
         totals.bytes.fetch_add(session.bytes, Relaxed);
         totals.closed.fetch_add(1, Relaxed);
-        sink.closed(kind, &session, duration);
+        totals.sink.closed(kind, &session, duration);
         log_close(&peer, &session, duration);
         // Last: once every session has let go, the server reads the totals.
         drop(hold);
