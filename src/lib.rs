@@ -48,13 +48,15 @@
 //! bring anyway. On top of it:
 //!
 //! - `bench`: [`bench()`] and [`bench_udp`](bench::bench_udp) (async-executor, hdrhistogram);
+//! - `metrics`: [`metrics`], Prometheus metrics of a [`Server`] and their HTTP endpoint
+//!   (prometheus-client);
 //! - `systemd`: [`activated`](server::activated), socket activation (listenfd);
 //! - `proxy`: [`proxy`], the PROXY protocol behind a load balancer: the server reads v1 and v2
 //!   headers ([`ServerConfig::proxy`]), the client and the bench send them (ppp);
 //! - `tls` (default): [`tls`], rustls on the ring provider, system roots, self-signed
 //!   certificates (futures-rustls, rcgen, rustls-native-certs);
-//! - `cli` (default): the `echo` binary, with `bench`, `proxy` and `systemd` (argh, async-signal,
-//!   smol).
+//! - `cli` (default): the `echo` binary, with `bench`, `metrics`, `proxy` and `systemd` (argh,
+//!   async-signal, smol).
 //!
 //! # Beyond the design's shape
 //!
@@ -118,9 +120,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
-// Without `bench` or `systemd` the links to their items above stay plain text.
+// Without `bench`, `metrics`, `proxy` or `systemd` the links to their items above stay plain text.
 #![cfg_attr(
-    not(all(feature = "bench", feature = "systemd", feature = "proxy")),
+    not(all(feature = "bench", feature = "metrics", feature = "systemd", feature = "proxy")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -129,6 +131,8 @@
 pub mod bench;
 pub mod client;
 pub mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod net;
 #[cfg(feature = "proxy")]
 pub mod proxy;

@@ -2,13 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use argh::{ArgsInfo, FromArgs};
 use async_executor::Executor;
 use futures_lite::future;
-use log::LevelFilter;
+use log::kv::Value;
+use log::{Level, LevelFilter};
+use smol_echo::metrics::{EndpointConfig, Metrics};
 use smol_echo::proxy::{Cidr, ProxyConfig};
 use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
@@ -76,6 +79,9 @@ pub(crate) struct ServeArgs {
     /// (default 5s)
     #[argh(option, from_str_fn(parse_duration), default = "EchoConfig::default().grace")]
     grace: Duration,
+    /// serve Prometheus metrics at http://ADDR/metrics (host:port), on a listener of their own
+    #[argh(option, from_str_fn(parse_inet_addr))]
+    metrics: Option<String>,
     /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
     /// back as it arrives) (default line)
     #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
@@ -97,6 +103,10 @@ pub(crate) struct ServeArgs {
     /// print debug detail too
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// how stderr lines are written: text, or json (one object per line, with ts, level, event
+    /// and the fields of the text line) (default text)
+    #[argh(option, from_str_fn(logger::parse_format), default = "logger::Format::Text")]
+    log_format: logger::Format,
 }
 
 impl ServeArgs {
@@ -122,6 +132,9 @@ impl ServeArgs {
         }
         if !self.proxy_from.is_empty() && !self.proxy_protocol {
             return Err("--proxy-from needs --proxy-protocol".into());
+        }
+        if self.stdio && self.metrics.is_some() {
+            return Err("--metrics cannot be used with --stdio: one session has nothing to scrape".into());
         }
         if self.quiet && self.verbose {
             return Err("--quiet and --verbose cannot be used together".into());
@@ -171,7 +184,7 @@ impl ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    logger::init(args.log_level());
+    logger::init(args.log_level(), args.log_format);
     if args.stdio {
         let config = args.config();
         return stdio::run(config.mode, &config.echo);
@@ -194,14 +207,27 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 0 => String::new(),
                 n => format!(", {n} cut off at the end of the grace period"),
             };
-            eprintln!(
-                "shutdown: {} connections, {} lines{datagrams}, {} bytes echoed{refused}{unfinished}",
-                summary.connections, summary.lines, summary.bytes
+            let fields = [
+                ("connections", summary.connections.into()),
+                ("lines", summary.lines.into()),
+                ("datagrams", summary.datagrams.into()),
+                ("bytes", summary.bytes.into()),
+                ("refused_datagrams", summary.refused_datagrams.into()),
+                ("unfinished", summary.unfinished.into()),
+            ];
+            logger::always(
+                Level::Info,
+                "summary",
+                &fields,
+                format_args!(
+                    "shutdown: {} connections, {} lines{datagrams}, {} bytes echoed{refused}{unfinished}",
+                    summary.connections, summary.lines, summary.bytes
+                ),
             );
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("echo: {err}");
+            logger::always(Level::Error, "error", &[], format_args!("echo: {err}"));
             ExitCode::FAILURE
         }
     }
@@ -256,10 +282,26 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         };
         #[cfg(feature = "tls")]
         let listeners = tls::certify(listeners, certificate, &listen)?;
-        let server = Server::new(listeners, config);
+        let mut server = Server::new(listeners, config);
         let addrs = server.local_addrs()?;
+        // Bound before any listening line goes out, so that whoever reads them can scrape.
+        let metrics = match &args.metrics {
+            Some(addr) => Some(serve_metrics(addr).await?),
+            None => None,
+        };
         for addr in &addrs {
-            eprintln!("listening on {addr}");
+            let fields = [("addr", Value::from_display(addr))];
+            logger::always(Level::Info, "listening", &fields, format_args!("listening on {addr}"));
+        }
+        if let Some((listener, metrics)) = metrics {
+            let url = format!("http://{}/metrics", listener.local_addr()?);
+            let fields = [("url", Value::from(&*url))];
+            logger::always(Level::Info, "metrics", &fields, format_args!("metrics on {url}"));
+            server = server.with_metrics(metrics.clone());
+            let spawn = |task| EXECUTOR.spawn(task).detach();
+            EXECUTOR
+                .spawn(smol_echo::metrics::serve(listener, metrics, EndpointConfig::default(), spawn))
+                .detach();
         }
         let udp = addrs.iter().any(|addr| matches!(addr, ListenAddr::Udp(_)));
         let shutdown = async move {
@@ -269,6 +311,14 @@ fn serve(args: ServeArgs) -> std::io::Result<(Summary, bool)> {
         let serving = EXECUTOR.spawn(server.run(|task| EXECUTOR.spawn(task).detach(), shutdown));
         Ok((EXECUTOR.run(serving).await, udp))
     })
+}
+
+/// The metrics endpoint's listener on `addr`, and the metrics it will serve.
+async fn serve_metrics(addr: &str) -> std::io::Result<(async_net::TcpListener, Arc<Metrics>)> {
+    let listener = async_net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| smol_echo::error::context(err, format_args!("cannot bind --metrics {addr}")))?;
+    Ok((listener, Arc::new(Metrics::default())))
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ pub(crate) fn catch() -> io::Result<Signals> {
 /// Completes at the first signal, which it logs.
 pub(crate) async fn first(signals: &mut Signals) {
     if let Some(Ok(signal)) = signals.next().await {
-        log::info!("{} received: shutting down", name(signal));
+        let name = name(signal);
+        log::info!(event = "signal", signal = name; "{name} received: shutting down");
     }
 }
 

@@ -14,7 +14,9 @@ use futures_lite::{FutureExt, future};
 use smol::Unblock;
 use smol_echo::{CloseReason, EchoConfig, Mode, Session};
 
-use super::signals;
+use log::Level;
+
+use super::{logger, signals};
 
 /// Standard input and output joined into the one stream a session takes.
 struct Stdio {
@@ -52,12 +54,12 @@ pub(crate) fn run(mode: Mode, config: &EchoConfig) -> ExitCode {
     match serve(mode, config) {
         Ok(Session { reason: reason @ CloseReason::Error(_), .. }) => {
             // Said again beside the close line, which --quiet drops.
-            eprintln!("echo: {reason}");
+            logger::always(Level::Error, "error", &[], format_args!("echo: {reason}"));
             ExitCode::FAILURE
         }
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("echo: {err}");
+            logger::always(Level::Error, "error", &[], format_args!("echo: {err}"));
             ExitCode::FAILURE
         }
     }
@@ -82,11 +84,14 @@ fn serve(mode: Mode, config: &EchoConfig) -> io::Result<Session> {
         stopped.recv().await.ok();
     };
     let session = async_io::block_on(mode.echo(stdio, config, shutdown).or(signalled));
+    // Rounded as the text is, so that both say the same.
+    let duration_s = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     log::info!(
-        "close stdio lines={} bytes={} duration={:.3}s reason={}",
+        event = "close", peer = "stdio", lines = session.lines, bytes = session.bytes, duration_s,
+        reason:% = session.reason;
+        "close stdio lines={} bytes={} duration={duration_s:.3}s reason={}",
         session.lines,
         session.bytes,
-        started.elapsed().as_secs_f64(),
         session.reason
     );
     Ok(session)

@@ -18,11 +18,12 @@ mod accept;
 mod activation;
 mod admit;
 mod conn;
-mod failures;
+pub(crate) mod failures;
 mod listener;
-mod permits;
+pub(crate) mod permits;
 #[cfg(feature = "proxy")]
 mod proxy;
+mod sink;
 mod sources;
 mod stop;
 mod udp;
@@ -31,13 +32,15 @@ mod udp;
 pub use activation::activated;
 pub use listener::{Bound, ListenAddr, Listener, bind, bind_each};
 
-use crate::session::{EchoConfig, Mode, Session};
+use crate::session::{CloseReason, EchoConfig, Mode, Session};
 use accept::{Accepted, Acceptor, StreamListener};
 use admit::{Admitted, Gate, Refused};
 use conn::{HalfClose, SocketConn};
 use failures::Failures;
 use listener::Kind;
 use permits::Permits;
+pub(crate) use sink::ListenerKind;
+use sink::Sink;
 use sources::Slot;
 use stop::{Stop, Stopped};
 use udp::DatagramCounts;
@@ -164,8 +167,10 @@ pub struct Summary {
     pub refused: u64,
 }
 
+/// The counts of the summary, and the sink that reports as they change.
 #[derive(Default)]
 struct Totals {
+    sink: Sink,
     connections: AtomicU64,
     closed: AtomicU64,
     refused: AtomicU64,
@@ -198,13 +203,34 @@ struct Totals {
 pub struct Server {
     listeners: Vec<Listener>,
     config: ServerConfig,
+    sink: Sink,
 }
 
 impl Server {
     /// A server that will serve on `listeners`: a session per connection on the stream ones,
     /// and the UDP echo on the datagram ones.
     pub fn new(listeners: Vec<Listener>, config: ServerConfig) -> Server {
-        Server { listeners, config }
+        Server { listeners, config, sink: Sink::default() }
+    }
+
+    /// Reports what the server does to `metrics` as it happens, for
+    /// [`metrics::serve`](crate::metrics::serve) to expose (feature `metrics`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use smol_echo::{Server, ServerConfig, metrics::Metrics};
+    ///
+    /// let metrics = Arc::new(Metrics::default());
+    /// let server = Server::new(Vec::new(), ServerConfig::default()).with_metrics(metrics.clone());
+    /// assert!(metrics.render().contains("echo_connections_total{listener=\"tcp\"} 0"));
+    /// # drop(server);
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Server {
+        self.sink.metrics = Some(metrics);
+        self
     }
 
     /// The addresses the listeners are bound to, with the real ports.
@@ -223,8 +249,8 @@ impl Server {
         S: Fn(ConnectionTask),
         F: Future<Output = ()>,
     {
-        let Server { listeners, config } = self;
-        let totals = Arc::new(Totals::default());
+        let Server { listeners, config, sink } = self;
+        let totals = Arc::new(Totals { sink, ..Totals::default() });
         // `stop` tells every session to drain; `done` is held once per session, so its receiver
         // sees the channel close when the last session ends.
         let stop = Stop::default();
@@ -293,7 +319,8 @@ fn serve_datagrams<H: Clone + Send + 'static>(
     let own_ports: Arc<[u16]> =
         sockets.iter().filter_map(|socket| Some(socket.get_ref().local_addr().ok()?.port())).collect();
     for socket in sockets {
-        let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF);
+        let sink = totals.sink.clone();
+        let datagrams = udp::echo_datagrams(socket, own_ports.clone(), stop.listen(), ACCEPT_BACKOFF, sink);
         spawn(datagram_task(datagrams, totals.clone(), hold.clone()));
     }
 }
@@ -322,6 +349,7 @@ async fn accept_all<H: Clone + Send + 'static>(
         let accepted = match future::poll_fn(|cx| acceptor.poll_accept(cx)).await {
             Ok(accepted) => accepted,
             Err(err) => {
+                totals.sink.accept_failed();
                 let (level, message) = failures.failed(&err, Instant::now());
                 log::log!(level, "{message}");
                 Timer::after(ACCEPT_BACKOFF).await;
@@ -372,6 +400,13 @@ fn connection<H: Send + 'static>(
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
+    let kind = match accepted {
+        Accepted::Tcp(..) => ListenerKind::Tcp,
+        #[cfg(feature = "tls")]
+        Accepted::Tls(..) => ListenerKind::Tls,
+        Accepted::Unix(..) => ListenerKind::Unix,
+    };
+    totals.sink.opened(kind);
     let starting = match accepted {
         Accepted::Tcp(stream, peer) => {
             // Lines are small and latency matters more than packet count.
@@ -389,9 +424,9 @@ fn connection<H: Send + 'static>(
     };
     match starting {
         // The task is then no larger than the session's own needs.
-        Starting::Now(begun) => Box::pin(run(begun, totals, hold, started)),
+        Starting::Now(begun) => Box::pin(run(begun, kind, totals, hold, started)),
         Starting::Admitting(admitting) => {
-            Box::pin(async move { run(admitting.await, totals, hold, started).await })
+            Box::pin(async move { run(admitting.await, kind, totals, hold, started).await })
         }
     }
 }
@@ -403,6 +438,7 @@ fn connection<H: Send + 'static>(
 #[allow(clippy::manual_async_fn)]
 fn run<H: Send>(
     mut begun: Begun,
+    kind: ListenerKind,
     totals: Arc<Totals>,
     hold: H,
     started: Instant,
@@ -412,14 +448,22 @@ fn run<H: Send>(
         match &mut begun {
             Ok((peer, _slot, session)) => {
                 let session = session.await;
+                let duration = started.elapsed();
                 totals.lines.fetch_add(session.lines, Relaxed);
                 totals.bytes.fetch_add(session.bytes, Relaxed);
-                log_close(peer, &session, &session.reason, started);
+                totals.sink.closed(kind, &session, duration);
+                log_close(peer, &session, duration);
             }
             Err(refused) => {
                 totals.refused.fetch_add(1, Relaxed);
                 if let Refused::Closed(peer, reason) = refused {
-                    log_close(peer, &Session::default(), reason, started);
+                    let session = Session {
+                        reason: CloseReason::Protocol(std::mem::take(reason)),
+                        ..Session::default()
+                    };
+                    let duration = started.elapsed();
+                    totals.sink.closed(kind, &session, duration);
+                    log_close(peer, &session, duration);
                 }
             }
         }
@@ -467,7 +511,7 @@ where
 {
     let begin =
         move |stream: Async<S>, peer: Peer, slot, mode: Mode, echo: &EchoConfig, stop: Stopped| -> Begun {
-            log::info!("open {peer}");
+            log::info!(event = "open", peer:% = peer; "open {peer}");
             let conn = SocketConn::new(stream, stop.flag());
             let session = match layer {
                 Layer::Plain => mode.echo(conn, echo, stop),
@@ -487,15 +531,18 @@ where
     }))
 }
 
-/// The close line; `reason` is the session's, or why the connection was refused before it.
-fn log_close(peer: &Peer, session: &Session, reason: &dyn std::fmt::Display, started: Instant) {
+/// The close line of a session, or of a connection refused before it: as text, and as the
+/// fields a structured logger writes.
+fn log_close(peer: &Peer, session: &Session, duration: Duration) {
+    // Rounded as the text is, so that both say the same.
+    let duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
     log::info!(
-        "close {} lines={} bytes={} duration={:.3}s reason={}",
-        peer,
+        event = "close", peer:% = peer, lines = session.lines, bytes = session.bytes, duration_s,
+        reason:% = session.reason;
+        "close {peer} lines={} bytes={} duration={duration_s:.3}s reason={}",
         session.lines,
         session.bytes,
-        started.elapsed().as_secs_f64(),
-        reason
+        session.reason
     );
 }
 

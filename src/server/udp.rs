@@ -9,6 +9,7 @@ use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
 
 use super::failures::Failures;
+use super::sink::Sink;
 use crate::net::{RECEIVE_BUFFER, YIELD_EVERY};
 
 /// Source ports of the small services (0 and the echo, discard, daytime, chargen and time
@@ -31,19 +32,21 @@ pub(crate) struct DatagramCounts {
 }
 
 /// Echoes datagrams on `socket` until `stop` completes, then answers those already queued and
-/// returns the counts. Datagrams from [`REFUSED_SOURCE_PORTS`] and from `own_ports` (those of
-/// every UDP socket the server serves) are not answered. A failed receive is logged and
-/// retried after `backoff`; a failed send loses that one datagram, as UDP may.
+/// returns the counts; each datagram is also reported to `sink` as it goes. Datagrams from
+/// [`REFUSED_SOURCE_PORTS`] and from `own_ports` (those of every UDP socket the server serves)
+/// are not answered. A failed receive is logged and retried after `backoff`; a failed send
+/// loses that one datagram, as UDP may.
 pub(crate) async fn echo_datagrams(
     socket: Arc<Async<UdpSocket>>,
     own_ports: Arc<[u16]>,
     stop: impl Future<Output = ()>,
     backoff: Duration,
+    sink: Sink,
 ) -> DatagramCounts {
     let mut counts = DatagramCounts::default();
     let mut buf = vec![0; RECEIVE_BUFFER];
     let answer = |datagram: &[u8], peer: SocketAddr, counts: &mut DatagramCounts| {
-        answer(&socket, datagram, peer, &own_ports, counts)
+        answer(&socket, datagram, peer, &own_ports, counts, &sink)
     };
     let serving = async {
         let mut in_a_row = 0;
@@ -80,9 +83,11 @@ fn answer(
     peer: SocketAddr,
     own_ports: &[u16],
     counts: &mut DatagramCounts,
+    sink: &Sink,
 ) {
     if REFUSED_SOURCE_PORTS.contains(&peer.port()) || own_ports.contains(&peer.port()) {
         counts.refused += 1;
+        sink.datagram(None);
         log::debug!(
             "udp {peer}: not answered, its port is a small service's or this server's ({} so far)",
             counts.refused
@@ -95,6 +100,7 @@ fn answer(
         Ok(_) => {
             counts.echoed += 1;
             counts.bytes += datagram.len() as u64;
+            sink.datagram(Some(datagram.len()));
             log::debug!("udp {peer}: {} bytes echoed", datagram.len());
         }
         Err(err) => log::debug!("udp {peer}: echo of {} bytes lost: {err}", datagram.len()),
@@ -134,7 +140,8 @@ mod tests {
         let stopped = async move {
             stopped.recv().await.ok();
         };
-        let serving = echo_datagrams(server.clone(), own_ports, stopped, Duration::from_millis(10));
+        let serving =
+            echo_datagrams(server.clone(), own_ports, stopped, Duration::from_millis(10), Sink::default());
         let checks = async {
             let checked = checks.await;
             stop.close();
