@@ -317,4 +317,21 @@ mod tests {
         // UDP carries no connections: no series says it has none.
         assert!(!text.contains("echo_connections_total{listener=\"udp\"}"), "{text}");
     }
+
+    #[test]
+    fn a_layers_failures_count_under_the_layers_name() {
+        let metrics = Metrics::default();
+        for text in
+            ["tls: received corrupt message of type InvalidContentType", "tls: peer sent no certificates"]
+        {
+            let reason = CloseReason::Protocol(text.into());
+            metrics.closed(ListenerKind::Tls, &session(0, 0, reason), Duration::from_millis(1));
+        }
+        let missing = CloseReason::Protocol("proxy header: missing: the connection starts with 'GET'".into());
+        metrics.closed(ListenerKind::Tcp, &session(0, 0, missing), Duration::from_millis(1));
+        let text = metrics.render();
+        assert!(text.lines().any(|l| l == "echo_closes_total{reason=\"tls\"} 2"), "{text}");
+        assert!(text.lines().any(|l| l == "echo_closes_total{reason=\"proxy header\"} 1"), "{text}");
+        assert!(!text.contains("GET") && !text.contains("corrupt"), "{text}");
+    }
 }
