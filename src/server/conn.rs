@@ -121,7 +121,8 @@ where
                 Next::Arm => {
                     // The first call may only drop a readiness recorded before the socket was
                     // emptied; the second then registers. Both report `Pending` once armed.
-                    if this.socket.poll_readable(cx)?.is_pending() || this.socket.poll_readable(cx)?.is_pending()
+                    if this.socket.poll_readable(cx)?.is_pending()
+                        || this.socket.poll_readable(cx)?.is_pending()
                     {
                         this.next = Next::Read;
                         return Poll::Pending;
@@ -227,12 +228,16 @@ mod tests {
             Fixture { conn, peer, stop, wakes, waker }
         }
 
-        /// One poll, and whether it woke the task itself (a yield).
+        /// One poll, and whether it yielded: returned `Pending` to guess on the next poll,
+        /// having woken the task itself. (The state tells a yield apart from a wake by the
+        /// reactor, which other tests' threads may be driving meanwhile.)
         fn poll(&mut self, buf: &mut [u8]) -> (Poll<usize>, bool) {
             let before = self.wakes.0.load(Ordering::SeqCst);
             let mut cx = Context::from_waker(&self.waker);
             let poll = Pin::new(&mut self.conn).poll_read(&mut cx, buf).map(Result::unwrap);
-            (poll, self.wakes.0.load(Ordering::SeqCst) > before)
+            let yielded = self.conn.next == Next::Guess;
+            assert!(!yielded || self.wakes.0.load(Ordering::SeqCst) > before, "a yield wakes the task");
+            (poll, yielded)
         }
 
         /// Sends a line and reads it: a short read, after any yield and guess it takes.
@@ -257,6 +262,7 @@ mod tests {
             if yielded {
                 let (poll, again) = self.poll(&mut buf);
                 assert!(poll.is_pending() && !again, "one yield, then a guess that arms");
+                assert_eq!(self.conn.next, Next::Read, "armed: the next wake reads");
             }
             yielded
         }
