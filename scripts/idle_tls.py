@@ -17,13 +17,7 @@ import ssl
 import sys
 import time
 
-
-def rss_of(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+from idle_clients import rss_of  # beside this script
 
 
 def main():

@@ -836,13 +836,7 @@ fn raw_mode_counts_the_bytes_not_echoed() {
 /// `echo connect ARGS < endless | head -c 6`: the client's output is closed after a few bytes
 /// while its input goes on. Returns the exit status and stderr.
 fn with_output_closed_early(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(ECHO)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the client");
+    let mut child = common::spawn_echo(args);
     let mut stdin = child.stdin.take().unwrap();
     thread::spawn(move || {
         // Bounded: 64 MiB at most, far more than the pipes and sockets between hold.

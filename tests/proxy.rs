@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,15 +93,8 @@ fn echo_connect_sends_its_own_addresses() {
     let server = serve(&["--proxy-protocol"]);
     for version in ["v1", "v2"] {
         let addr = server.addr().to_string();
-        let mut child = Command::new(ECHO)
-            .args(["connect", "--proxy-protocol", version, &addr])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echo connect");
-        child.stdin.take().unwrap().write_all(b"hello\nworld\n").unwrap();
-        let output = common::output_within(child, LIMIT);
+        let args = ["connect", "--proxy-protocol", version, &addr];
+        let output = common::echo_with_input(&args, b"hello\nworld\n", LIMIT);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(output.stdout, b"hello\nworld\n");
         // Its own addresses: the source it names is the connection's own end.

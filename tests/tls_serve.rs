@@ -11,7 +11,7 @@ use rustix::process::Signal;
 
 mod common;
 use common::pki::{Pki, python_echo_server};
-use common::{ECHO, ServerProcess, output_within, spawn_bench};
+use common::{ServerProcess, echo_with_input, output_within, spawn_bench, spawn_echo};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -26,15 +26,7 @@ fn serve_tls(pki: &Pki, args: &[&str]) -> ServerProcess {
 
 /// Runs `echo ARGS` with `input` on its standard input, within [`LIMIT`].
 fn run_echo(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(ECHO)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start echo");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    output_within(child, LIMIT)
+    echo_with_input(args, input, LIMIT)
 }
 
 fn stderr(output: &Output) -> String {
@@ -232,13 +224,7 @@ fn bad_handshakes_close_their_connection_alone_with_a_tls_reason() {
     let pki = Pki::new("serve-bad");
     let server = serve_tls(&pki, &["--idle-timeout", "300ms"]);
     // A session that stays open, and must go on, while the others fail.
-    let mut good = Command::new(ECHO)
-        .args(as_strs(&connect_args(&pki, server.addr())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut good = spawn_echo(&connect_args(&pki, server.addr()));
     let mut good_in = good.stdin.take().unwrap();
     good_in.write_all(b"before\n").unwrap();
     server.wait_for_line("open ", LIMIT).unwrap();

@@ -30,6 +30,28 @@ pub fn spawn_bench(args: &[&str]) -> Child {
         .expect("start echo bench")
 }
 
+/// Starts `echo ARGS` with its standard input, output and error piped for the test.
+pub fn spawn_echo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    Command::new(ECHO)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echo")
+}
+
+/// Runs `echo ARGS` with `input` on its standard input and returns its output, within `limit`.
+pub fn echo_with_input<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    input: &[u8],
+    limit: Duration,
+) -> std::process::Output {
+    let mut child = spawn_echo(args);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).expect("write the input");
+    output_within(child, limit)
+}
+
 /// Waits for `child` to exit and returns its output; a child still running after `limit` is
 /// killed and fails the test. The output must fit in the pipes meanwhile: a few lines.
 pub fn output_within(mut child: Child, limit: Duration) -> std::process::Output {
