@@ -48,6 +48,11 @@ impl Distribution {
         Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
     }
 
+    /// Counts `took` in a histogram of nanoseconds, the longest past its top at the top.
+    pub(crate) fn record_in(histogram: &mut Histogram<u64>, took: Duration) {
+        histogram.saturating_record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
     pub(crate) fn from_histogram(histogram: Histogram<u64>) -> Distribution {
         Distribution { histogram }
     }
@@ -60,7 +65,7 @@ impl Distribution {
     /// assert!(!latency.is_empty());
     /// ```
     pub fn record(&mut self, latency: Duration) {
-        self.histogram.saturating_record(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        Distribution::record_in(&mut self.histogram, latency);
     }
 
     /// The latencies counted.

@@ -71,8 +71,11 @@ impl Pace {
     pub(super) fn take_due(&mut self, max: u64, cx: &mut Context<'_>, mut send: impl FnMut(Instant)) -> u64 {
         let mut taken = 0;
         let mut now = Instant::now();
-        while taken < max && !self.over() {
+        while taken < max {
             let due = self.due();
+            if self.end.is_some_and(|end| due >= end) {
+                break;
+            }
             if due <= now {
                 send(due);
                 self.next += self.stride;

@@ -195,13 +195,12 @@ impl Shared {
 
     /// Counts a connection opened in `took`.
     pub(crate) fn connected(&self, took: Duration) {
-        self.connects.borrow_mut().saturating_record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+        Distribution::record_in(&mut self.connects.borrow_mut(), took);
     }
 
     #[cfg(feature = "tls")]
     pub(crate) fn record_handshake(&self, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.handshakes.borrow_mut().saturating_record(nanos);
+        Distribution::record_in(&mut self.handshakes.borrow_mut(), took);
     }
 
     /// The handshakes recorded so far.

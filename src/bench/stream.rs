@@ -21,6 +21,7 @@ use async_io::Async;
 use hdrhistogram::Histogram;
 
 use super::config::{BenchConfig, BenchLimit};
+use super::distribution::Distribution;
 use super::pace::Pace;
 use super::payload::{stamp, template, unit};
 use super::report::{BenchReport, Progress, Transport};
@@ -127,7 +128,7 @@ pub async fn bench_until(
         #[cfg(feature = "tls")]
         Address::Tls(host_port) => {
             let connector = crate::tls::TlsConnector::new(&config.tls).map_err(cannot)?;
-            let host = host_port.rsplit_once(':').map_or(&*host_port, |(host, _)| host).to_string();
+            let host = crate::net::host_of(&host_port).to_string();
             let addrs = async_net::resolve(&*host_port).await.map_err(cannot)?;
             let open = |addr: SocketAddr| {
                 let target = TlsTarget { addr, host: host.clone(), connector: connector.clone() };
@@ -488,9 +489,7 @@ impl<W: Wire> Connection<'_, W> {
 impl<W: Wire> Drop for Connection<'_, W> {
     /// A connection that fails while idle no longer counts as one.
     fn drop(&mut self) {
-        if self.idle {
-            self.shared.idle.set(self.shared.idle.get() - 1);
-        }
+        self.set_idle(false);
     }
 }
 
@@ -601,8 +600,7 @@ impl Ledger {
         self.checked += echo.len() as u64;
         let lines = self.checked / self.size - before;
         for sent in self.queued_at.drain(..lines as usize) {
-            let nanos = now.saturating_duration_since(sent).as_nanos();
-            latency.saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+            Distribution::record_in(latency, now.saturating_duration_since(sent));
         }
         Ok(lines)
     }
