@@ -61,6 +61,25 @@ pub enum Address {
 }
 
 impl Address {
+    /// The host of an Internet address, without its port or an IPv6 address's brackets:
+    /// `localhost` for `tls:localhost:8443`, `::1` for `[::1]:7`; none for a Unix socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use smol_echo::client::Address;
+    ///
+    /// assert_eq!("tls:localhost:8443".parse::<Address>().unwrap().host(), Some("localhost"));
+    /// assert_eq!("[::1]:7".parse::<Address>().unwrap().host(), Some("::1"));
+    /// assert_eq!("unix:/run/echo.sock".parse::<Address>().unwrap().host(), None);
+    /// ```
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Address::Inet(host_port) | Address::Tls(host_port) => Some(host_of(host_port)),
+            Address::Unix(_) => None,
+        }
+    }
+
     /// `text` as `host:port` or `[v6addr]:port`: the addresses of UDP, which has no Unix form.
     pub fn inet(text: &str) -> io::Result<Address> {
         let invalid = |why: &str| {
@@ -116,6 +135,12 @@ impl fmt::Display for Address {
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
+}
+
+/// The host of `host:port` or `[v6addr]:port`, as [`Address::host`] gives it.
+pub(crate) fn host_of(host_port: &str) -> &str {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The error of using a `tls:` address in a build without the `tls` feature.

@@ -195,8 +195,8 @@ async fn open(args: &ConnectArgs, addr: &str) -> io::Result<smol_echo::client::S
         }
         #[cfg(feature = "tls")]
         if let (Some(connector), smol_echo::client::Stream::Tcp(tcp)) = (tls, &stream) {
-            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-            let tls = connector.connect(host, tcp.clone()).await?;
+            let host = smol_echo::client::Address::Inet(addr.to_string());
+            let tls = connector.connect(host.host().unwrap_or(addr), tcp.clone()).await?;
             return Ok(smol_echo::client::Stream::Tls(Box::new(tls)));
         }
         Ok(stream)

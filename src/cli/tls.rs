@@ -66,6 +66,7 @@ mod server {
     use std::io;
     use std::path::PathBuf;
 
+    use smol_echo::client::Address;
     use smol_echo::server::{ListenAddr, Listener};
     use smol_echo::tls::TlsAcceptor;
 
@@ -96,8 +97,10 @@ mod server {
             None => {
                 let mut names: Vec<String> = listen
                     .iter()
-                    .filter_map(|addr| addr.strip_prefix("tls:")?.rsplit_once(':'))
-                    .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']').to_string())
+                    .filter_map(|addr| match addr.parse() {
+                        Ok(tls @ Address::Tls(_)) => tls.host().map(str::to_string),
+                        _ => None,
+                    })
                     .collect();
                 names.extend(tls_addrs.iter().map(|addr| addr.ip().to_string()));
                 names.dedup();

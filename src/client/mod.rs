@@ -267,7 +267,7 @@ async fn connect_tcp(host_port: &str) -> io::Result<TcpStream> {
 /// The TLS handshake on `tcp`, verifying the server by the host of `host_port`.
 #[cfg(feature = "tls")]
 async fn handshake(connector: &TlsConnector, host_port: &str, tcp: TcpStream) -> io::Result<Stream> {
-    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    let host = crate::net::host_of(host_port);
     Ok(Stream::Tls(Box::new(connector.connect(host, tcp).await?)))
 }
 
@@ -466,16 +466,12 @@ impl LineEnds {
         let mut lines = 0;
         while let Some(at) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = (&chunk[..at], &chunk[at + 1..]);
-            match line.strip_suffix(b"\r") {
-                Some(line) => {
-                    self.release_cr(out);
-                    self.pass(line, out);
-                }
-                None if line.is_empty() => self.held_cr = false,
-                None => {
-                    self.release_cr(out);
-                    self.pass(line, out);
-                }
+            if line.is_empty() {
+                // A CR held from the chunk before was this line's end.
+                self.held_cr = false;
+            } else {
+                self.release_cr(out);
+                self.pass(line.strip_suffix(b"\r").unwrap_or(line), out);
             }
             lines += 1;
             if self.end_line(out) {
@@ -554,11 +550,11 @@ where
         };
         let written = async {
             writer.write_all(&out).await?;
-            if last.is_some() {
+            match last {
                 // Flushes, then half-closes: the server echoes what it owes and closes.
-                writer.close().await?;
+                Some(_) => writer.close().await,
+                None => writer.flush().await,
             }
-            writer.flush().await
         };
         if let Err(err) = written.await {
             return Ok(Sent::Refused(err));

@@ -56,6 +56,14 @@ pub(crate) enum Accepted {
     Unix(Async<UnixStream>, Arc<str>),
 }
 
+/// One TCP connection from `socket`, with `TCP_NODELAY`: lines are small and latency matters
+/// more than packet count.
+fn accept_tcp(socket: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    let (stream, peer) = socket.get_ref().accept()?;
+    stream.set_nodelay(true).ok();
+    Ok((Async::new(stream)?, peer))
+}
+
 impl Acceptor {
     pub(crate) fn new(listeners: Vec<StreamListener>) -> Acceptor {
         let listeners = listeners.into_iter().map(|socket| Watched { socket, ready: false }).collect();
@@ -83,15 +91,12 @@ impl Acceptor {
                     listener.ready = true;
                 }
                 let accepted = match &listener.socket {
-                    StreamListener::Tcp(socket) => socket
-                        .get_ref()
-                        .accept()
-                        .and_then(|(stream, peer)| Ok(Accepted::Tcp(Async::new(stream)?, peer))),
+                    StreamListener::Tcp(socket) => {
+                        accept_tcp(socket).map(|(stream, peer)| Accepted::Tcp(stream, peer))
+                    }
                     #[cfg(feature = "tls")]
                     StreamListener::Tls(socket, acceptor) => {
-                        socket.get_ref().accept().and_then(|(stream, peer)| {
-                            Ok(Accepted::Tls(Async::new(stream)?, peer, acceptor.clone()))
-                        })
+                        accept_tcp(socket).map(|(stream, peer)| Accepted::Tls(stream, peer, acceptor.clone()))
                     }
                     StreamListener::Unix { socket, name, .. } => socket
                         .get_ref()

@@ -37,28 +37,20 @@ pub(super) fn connection<H: Send + 'static>(
 ) -> ConnectionTask {
     let number = totals.connections.fetch_add(1, Relaxed) + 1;
     let started = Instant::now();
-    let kind = match accepted {
-        Accepted::Tcp(..) => ListenerKind::Tcp,
-        #[cfg(feature = "tls")]
-        Accepted::Tls(..) => ListenerKind::Tls,
-        Accepted::Unix(..) => ListenerKind::Unix,
-    };
-    totals.sink.opened(kind);
-    let starting = match accepted {
+    let (kind, starting) = match accepted {
         Accepted::Tcp(stream, peer) => {
-            // Lines are small and latency matters more than packet count.
-            stream.get_ref().set_nodelay(true).ok();
-            start(stream, Peer::Inet(peer), Layer::Plain, config, gate, stop)
+            (ListenerKind::Tcp, start(stream, Peer::Inet(peer), Layer::Plain, config, gate, stop))
         }
         #[cfg(feature = "tls")]
         Accepted::Tls(stream, peer, acceptor) => {
-            stream.get_ref().set_nodelay(true).ok();
-            start(stream, Peer::Inet(peer), Layer::Tls(acceptor), config, gate, stop)
+            (ListenerKind::Tls, start(stream, Peer::Inet(peer), Layer::Tls(acceptor), config, gate, stop))
         }
         Accepted::Unix(stream, listener) => {
-            start(stream, Peer::Unix(listener, number), Layer::Plain, config, gate, stop)
+            let peer = Peer::Unix(listener, number);
+            (ListenerKind::Unix, start(stream, peer, Layer::Plain, config, gate, stop))
         }
     };
+    totals.sink.opened(kind);
     match starting {
         // The task is then no larger than the session's own needs.
         Starting::Now(begun) => Box::pin(run(begun, kind, totals, hold, started)),

@@ -263,7 +263,13 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
                 continue;
             }
             Ok(Wanted::Stream(Address::Inet(host_port))) => (Socket::Tcp, host_port),
+            #[cfg(feature = "tls")]
             Ok(Wanted::Stream(Address::Tls(host_port))) => (Socket::Tls, host_port),
+            #[cfg(not(feature = "tls"))]
+            Ok(Wanted::Stream(Address::Tls(_))) => {
+                failures.push(crate::net::no_tls(addr));
+                continue;
+            }
             Ok(Wanted::Udp(host_port)) => (Socket::Udp, host_port),
             Err(err) => {
                 failures.push(err);
@@ -299,7 +305,7 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
                 Socket::Udp => {
                     Async::<UdpSocket>::bind(socket_addr).map(|s| Listener(Kind::Udp(Arc::new(s))))
                 }
-                Socket::Tcp | Socket::Tls => Async::<TcpListener>::bind(socket_addr)
+                _ => Async::<TcpListener>::bind(socket_addr)
                     .and_then(deepen_backlog)
                     .map(|l| Listener(Kind::Tcp(Arc::new(l)))),
             };
@@ -308,16 +314,12 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
                 Some(acceptor) => listener.with_tls(acceptor.clone()),
                 None => listener,
             });
-            #[cfg(not(feature = "tls"))]
-            let bound = match kind {
-                Socket::Tls => Err(crate::net::no_tls(addr)),
-                _ => bound,
-            };
             match bound {
                 Ok(listener) => listeners.push(listener),
                 Err(err) => {
                     let name = match kind {
                         Socket::Tcp => ListenAddr::Tcp(socket_addr),
+                        #[cfg(feature = "tls")]
                         Socket::Tls => ListenAddr::Tls(socket_addr),
                         Socket::Udp => ListenAddr::Udp(socket_addr),
                     };
@@ -342,6 +344,7 @@ pub async fn bind_each<A: AsRef<str>>(addrs: &[A]) -> io::Result<Bound> {
 #[derive(Clone, Copy)]
 enum Socket {
     Tcp,
+    #[cfg(feature = "tls")]
     Tls,
     Udp,
 }
@@ -350,8 +353,7 @@ enum Socket {
 /// until the caller gives the listener one of its own ([`Listener::with_tls`]).
 #[cfg(feature = "tls")]
 fn self_signed_for(host_port: &str, addrs: &[SocketAddr]) -> io::Result<TlsAcceptor> {
-    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
-    let mut names = vec![host.trim_start_matches('[').trim_end_matches(']').to_string()];
+    let mut names = vec![crate::net::host_of(host_port).to_string()];
     for addr in addrs {
         let ip = addr.ip().to_string();
         if !names.contains(&ip) {
