@@ -222,8 +222,9 @@ fn close_after(server: &ServerProcess, bytes: &[u8]) -> String {
 #[test]
 fn bad_handshakes_close_their_connection_alone_with_a_tls_reason() {
     let pki = Pki::new("serve-bad");
-    let server = serve_tls(&pki, &["--idle-timeout", "300ms"]);
-    // A session that stays open, and must go on, while the others fail.
+    let server = serve_tls(&pki, &["--idle-timeout", "1s"]);
+    // A session that stays open, and must go on, while the others fail; a line after each keeps
+    // it inside its idle timeout however slow the machine.
     let mut good = spawn_echo(&connect_args(&pki, server.addr()));
     let mut good_in = good.stdin.take().unwrap();
     good_in.write_all(b"before\n").unwrap();
@@ -231,19 +232,22 @@ fn bad_handshakes_close_their_connection_alone_with_a_tls_reason() {
 
     let plain = close_after(&server, b"GET / HTTP/1.0\r\n\r\n");
     assert!(plain.contains("lines=0 ") && plain.contains("reason=tls: received corrupt message"), "{plain}");
+    good_in.write_all(b"between\n").unwrap();
     let truncated = close_after(&server, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]);
     assert!(truncated.ends_with("reason=tls: connection closed during the handshake"), "{truncated}");
+    good_in.write_all(b"and\n").unwrap();
     let garbage = close_after(&server, &[0x16, 0x03, 0x01, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef]);
     assert!(garbage.contains("reason=tls: "), "{garbage}");
-    // Connected, and silent: the idle timeout covers the handshake.
-    let _silent = TcpStream::connect(server.addr()).unwrap();
-    let silent = server.wait_for_line("close ", LIMIT).unwrap();
-    assert!(silent.ends_with("reason=idle timeout"), "{silent}");
-
     good_in.write_all(b"after\n").unwrap();
     drop(good_in);
     let output = output_within(good, LIMIT);
-    assert_eq!(output.stdout, b"before\nafter\n", "{}", stderr(&output));
+    assert_eq!(output.stdout, b"before\nbetween\nand\nafter\n", "{}", stderr(&output));
+    server.wait_for_line("reason=eof", LIMIT).expect("the good session's close");
+
+    // Connected, and silent: the idle timeout covers the handshake.
+    let silent = TcpStream::connect(server.addr()).unwrap();
+    let close = server.wait_for_line(&format!("close {} ", silent.local_addr().unwrap()), LIMIT).unwrap();
+    assert!(close.ends_with("reason=idle timeout"), "{close}");
 }
 
 #[test]
