@@ -154,9 +154,18 @@ pub(crate) fn no_tls(addr: &str) -> io::Error {
 
 /// `fut`, or a `TimedOut` error once `timeout` has passed.
 pub(crate) async fn within<T>(timeout: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    within_saying(timeout, fut, "timed out after").await
+}
+
+/// [`within`], its error saying `what` and the timeout: `not complete within 5s`.
+pub(crate) async fn within_saying<T>(
+    timeout: Duration,
+    fut: impl Future<Output = io::Result<T>>,
+    what: &str,
+) -> io::Result<T> {
     fut.or(async {
         Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out after {timeout:?}")))
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} {timeout:?}")))
     })
     .await
 }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::Metrics;
 use super::request::{self, Answer, MAX_HEAD};
+use crate::net::within_saying;
 use crate::server::ConnectionTask;
 use crate::server::failures::Failures;
 use crate::server::permits::Permits;
@@ -105,10 +106,7 @@ where
         };
         let (metrics, timeout) = (metrics.clone(), config.timeout);
         spawn(Box::pin(async move {
-            let answered = exchange(stream, &metrics).or(async {
-                Timer::after(timeout).await;
-                Err(io::Error::new(io::ErrorKind::TimedOut, format!("unfinished after {timeout:?}")))
-            });
+            let answered = within_saying(timeout, exchange(stream, &metrics), "unfinished after");
             if let Err(err) = answered.await {
                 log::debug!("metrics request: {err}");
             }

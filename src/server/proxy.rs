@@ -5,10 +5,11 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, FutureExt};
+use async_io::Async;
+use futures_lite::AsyncReadExt;
 use rustix::net::RecvFlags;
 
+use crate::net::within_saying;
 use crate::proxy::{Header, MAX_V1_LEN, MAX_V2_LEN, parse};
 
 /// Reads the header that starts the connection on `socket`, all of it within `timeout`.
@@ -52,11 +53,7 @@ where
             }
         }
     };
-    let late = async {
-        Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("not complete within {timeout:?}")))
-    };
-    read.or(late).await
+    within_saying(timeout, read, "not complete within").await
 }
 
 #[cfg(test)]

@@ -6,13 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_io::Timer;
-use futures_lite::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use futures_rustls::rustls::{self, sign::CertifiedKey};
 
 use super::{TlsStream, cert, file_error, provider, tls_error};
+use crate::net::within_saying;
 
 /// What a TLS listener presents, and the handshake of each connection it accepts.
 ///
@@ -152,14 +151,7 @@ impl TlsAcceptor {
     {
         let handshake = async { self.acceptor.accept(stream).await.map_err(tls_error) };
         let stream = match timeout {
-            Some(timeout) => {
-                handshake
-                    .or(async {
-                        Timer::after(timeout).await;
-                        Err(io::Error::new(io::ErrorKind::TimedOut, "tls: handshake not completed in time"))
-                    })
-                    .await?
-            }
+            Some(timeout) => within_saying(timeout, handshake, "tls: handshake not completed within").await?,
             None => handshake.await?,
         };
         Ok(TlsStream::new(futures_rustls::TlsStream::Server(stream)))
