@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_rustls::rustls;
 use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use futures_rustls::rustls::{self, sign::CertifiedKey};
 
 use super::{TlsStream, cert, file_error, provider, tls_error};
 use crate::net::within_saying;
@@ -59,17 +59,14 @@ impl TlsAcceptor {
     pub fn from_pem_files(cert: &Path, key: &Path) -> io::Result<TlsAcceptor> {
         let chain = cert::load_certs(cert)?;
         let private_key = cert::load_key(key)?;
-        // The mismatch check: from_der loads the key and compares its public half with the leaf's.
-        CertifiedKey::from_der(chain.clone(), private_key.clone_key(), &provider()).map_err(
-            |err| match err {
-                rustls::Error::InconsistentKeys(_) => file_error(
-                    cert,
-                    format_args!("the certificate does not match the key in {}", key.display()),
-                ),
-                err => file_error(key, format_args!("unusable private key: {err}")),
-            },
-        )?;
-        TlsAcceptor::new(chain, private_key, false)
+        // rustls loads the key and compares its public half with the leaf's; a failure is told
+        // by the file it is about.
+        TlsAcceptor::new(chain, private_key, false).map_err(|err| match err {
+            rustls::Error::InconsistentKeys(_) => {
+                file_error(cert, format_args!("the certificate does not match the key in {}", key.display()))
+            }
+            err => file_error(key, format_args!("unusable private key: {err}")),
+        })
     }
 
     /// Presents a new self-signed certificate for `names` (host names or IP addresses; none
@@ -89,18 +86,18 @@ impl TlsAcceptor {
         let localhost = ["localhost".to_string()];
         let (cert, key) = cert::self_signed(if names.is_empty() { &localhost } else { names })?;
         TlsAcceptor::new(vec![cert], key, true)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, format!("tls: {err}")))
     }
 
     fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         self_signed: bool,
-    ) -> io::Result<TlsAcceptor> {
+    ) -> Result<TlsAcceptor, rustls::Error> {
         let fingerprint = cert::fingerprint(&chain[0]);
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, format!("tls: {err}")))?;
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))?;
         Ok(TlsAcceptor { acceptor: Arc::new(config).into(), fingerprint, self_signed })
     }
 
