@@ -16,9 +16,11 @@ use futures_lite::io::{
 use futures_lite::{FutureExt, Stream, StreamExt};
 use smol::Unblock;
 use smol_echo::Mode;
-use smol_echo::client::{Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone};
+use smol_echo::client::{
+    ConnectOptions, Conversation, Ending, MAX_DATAGRAM, UdpClient, UdpReply, reader_gone,
+};
 use smol_echo::error::context;
-use smol_echo::proxy::{Version, send_header};
+use smol_echo::proxy::Version;
 
 use super::{
     DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, parse_proxy_version, tls,
@@ -177,39 +179,22 @@ impl ConnectArgs {
     }
 }
 
-/// Connects to `addr`, within the connect timeout: the PROXY header first if asked for, then
-/// for a `tls:` address the handshake, so that a server behind a balancer reads the header
-/// before the TLS it terminates.
+/// Connects to `addr` as the flags say: the PROXY header first if asked for, then for a `tls:`
+/// address the handshake, so that a server behind a balancer reads the header before the TLS it
+/// terminates.
 async fn open(args: &ConnectArgs, addr: &str) -> io::Result<smol_echo::client::Stream> {
-    let attempt = async {
+    let options = ConnectOptions {
         #[cfg(feature = "tls")]
-        let (addr, tls) = match addr.strip_prefix("tls:") {
-            Some(host_port) => (host_port, Some(smol_echo::tls::TlsConnector::new(&args.verify().config())?)),
-            None => (addr, None),
-        };
-        let mut stream = smol_echo::connect(addr, args.connect_timeout).await?;
-        if let Some(version) = args.proxy_protocol {
-            send_header(&mut stream, version)
-                .await
-                .map_err(|err| context(err, "cannot send the PROXY header"))?;
-        }
-        #[cfg(feature = "tls")]
-        if let (Some(connector), smol_echo::client::Stream::Tcp(tcp)) = (tls, &stream) {
-            let host = smol_echo::client::Address::Inet(addr.to_string());
-            let tls = connector.connect(host.host().unwrap_or(addr), tcp.clone()).await?;
-            return Ok(smol_echo::client::Stream::Tls(Box::new(tls)));
-        }
-        Ok(stream)
+        tls: match addr.parse()? {
+            smol_echo::client::Address::Tls(_) => {
+                Some(smol_echo::tls::TlsConnector::new(&args.verify().config())?)
+            }
+            _ => None,
+        },
+        proxy: args.proxy_protocol,
+        ..ConnectOptions::new(args.connect_timeout)
     };
-    attempt
-        .or(async {
-            smol::Timer::after(args.connect_timeout).await;
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("timed out after {:?}", args.connect_timeout),
-            ))
-        })
-        .await
+    smol_echo::client::connect_with(addr, &options).await
 }
 
 pub(crate) fn run(args: ConnectArgs) -> ExitCode {

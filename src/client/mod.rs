@@ -207,20 +207,7 @@ impl AsyncWrite for Stream {
 /// .unwrap();
 /// ```
 pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
-    let attempt = async {
-        match addr.parse()? {
-            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            Address::Inet(host_port) => Ok(Stream::Tcp(connect_tcp(&host_port).await?)),
-            #[cfg(feature = "tls")]
-            Address::Tls(host_port) => {
-                let connector = TlsConnector::new(&Default::default())?;
-                handshake(&connector, &host_port, connect_tcp(&host_port).await?).await
-            }
-            #[cfg(not(feature = "tls"))]
-            Address::Tls(_) => Err(crate::net::no_tls(addr)),
-        }
-    };
-    within(timeout, attempt).await
+    connect_with(addr, &ConnectOptions::new(timeout)).await
 }
 
 /// [`connect`], verifying a `tls:` address's server as `connector` says: a private CA, another
@@ -247,13 +234,117 @@ pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Stream> {
 /// ```
 #[cfg(feature = "tls")]
 pub async fn connect_tls(addr: &str, timeout: Duration, connector: &TlsConnector) -> io::Result<Stream> {
-    match addr.parse()? {
-        Address::Tls(host_port) => {
-            within(timeout, async { handshake(connector, &host_port, connect_tcp(&host_port).await?).await })
-                .await
+    connect_with(addr, &ConnectOptions { tls: Some(connector.clone()), ..ConnectOptions::new(timeout) }).await
+}
+
+/// How [`connect_with`] connects: within what time, how a `tls:` server is verified, and what
+/// goes on the connection before anything else.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use smol_echo::client::ConnectOptions;
+///
+/// let options = ConnectOptions::new(Duration::from_secs(5));
+/// assert_eq!(options.timeout, Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// For name resolution, every attempt, the PROXY header and the handshake together.
+    pub timeout: Duration,
+    /// How the server of a `tls:` address is verified; `None` verifies it against the
+    /// system's trust store, by the address's host.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConnector>,
+    /// A PROXY protocol header to send first, naming this connection's own addresses (none for
+    /// a Unix socket): on a `tls:` address, before the handshake, as a balancer would.
+    #[cfg(feature = "proxy")]
+    pub proxy: Option<crate::proxy::Version>,
+}
+
+impl ConnectOptions {
+    /// Connects within `timeout`, verifying as [`connect`] does, with nothing sent first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = smol_echo::client::ConnectOptions::new(std::time::Duration::from_millis(300));
+    /// assert_eq!(options.timeout.as_millis(), 300);
+    /// ```
+    pub fn new(timeout: Duration) -> ConnectOptions {
+        ConnectOptions {
+            timeout,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "proxy")]
+            proxy: None,
         }
-        _ => connect(addr, timeout).await,
     }
+}
+
+/// [`connect`], as `options` say: [`connect_tls`]'s verification, and a PROXY protocol header
+/// sent on the connection before anything else, for a server that expects one from its
+/// balancer. The header's failure reads `cannot send the PROXY header: ...`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::AsyncReadExt;
+/// use smol_echo::client::ConnectOptions;
+/// use smol_echo::proxy::{Header, Version, parse};
+///
+/// smol::block_on(async {
+///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     let options = ConnectOptions { proxy: Some(Version::V1), ..ConnectOptions::new(Duration::from_secs(5)) };
+///     let _stream = smol_echo::client::connect_with(&addr.to_string(), &options).await?;
+///     let (mut server, client) = listener.accept().await?;
+///     let mut got = vec![0; 256];
+///     let n = server.read(&mut got).await?;
+///     let header = Header::Proxied { source: client, destination: addr };
+///     assert_eq!(parse(&got[..n])?, Some((header, n)));
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub async fn connect_with(addr: &str, options: &ConnectOptions) -> io::Result<Stream> {
+    let address: Address = addr.parse()?;
+    // A connector to make is made before connecting, so that its failure costs no connection.
+    #[cfg(feature = "tls")]
+    let tls = match (&address, &options.tls) {
+        (Address::Tls(_), Some(connector)) => Some(connector.clone()),
+        (Address::Tls(_), None) => Some(TlsConnector::new(&Default::default())?),
+        _ => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if let Address::Tls(_) = address {
+        return Err(crate::net::no_tls(addr));
+    }
+    let attempt = async {
+        let stream = match &address {
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+            Address::Inet(host_port) | Address::Tls(host_port) => Stream::Tcp(connect_tcp(host_port).await?),
+        };
+        #[cfg(feature = "proxy")]
+        let stream = match options.proxy {
+            Some(version) => {
+                let mut stream = stream;
+                crate::proxy::send_header(&mut stream, version)
+                    .await
+                    .map_err(|err| context(err, "cannot send the PROXY header"))?;
+                stream
+            }
+            None => stream,
+        };
+        #[cfg(feature = "tls")]
+        if let (Some(connector), Address::Tls(host_port), Stream::Tcp(tcp)) = (tls, &address, &stream) {
+            return handshake(&connector, host_port, tcp.clone()).await;
+        }
+        Ok(stream)
+    };
+    within(options.timeout, attempt).await
 }
 
 /// A TCP connection to the first address of `host_port` that accepts.
