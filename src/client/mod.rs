@@ -259,6 +259,27 @@ pub struct ConnectOptions {
     pub tls: Option<TlsConnector>,
     /// A PROXY protocol header to send first, naming this connection's own addresses (none for
     /// a Unix socket): on a `tls:` address, before the handshake, as a balancer would.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures_lite::AsyncReadExt;
+    /// use smol_echo::client::ConnectOptions;
+    /// use smol_echo::proxy::{Header, Version, parse};
+    ///
+    /// smol::block_on(async {
+    ///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+    ///     let addr = listener.local_addr()?;
+    ///     let options = ConnectOptions { proxy: Some(Version::V1), ..ConnectOptions::new(Duration::from_secs(5)) };
+    ///     let _stream = smol_echo::client::connect_with(&addr.to_string(), &options).await?;
+    ///     let (mut server, client) = listener.accept().await?;
+    ///     let mut got = vec![0; 256];
+    ///     let n = server.read(&mut got).await?;
+    ///     let header = Header::Proxied { source: client, destination: addr };
+    ///     assert_eq!(parse(&got[..n])?, Some((header, n)));
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     #[cfg(feature = "proxy")]
     pub proxy: Option<crate::proxy::Version>,
 }
@@ -285,27 +306,24 @@ impl ConnectOptions {
 
 /// [`connect`], as `options` say: [`connect_tls`]'s verification, and a PROXY protocol header
 /// sent on the connection before anything else, for a server that expects one from its
-/// balancer. The header's failure reads `cannot send the PROXY header: ...`.
+/// balancer (see [`ConnectOptions`]). The header's failure reads `cannot send the PROXY header:
+/// ...`.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use futures_lite::AsyncReadExt;
-/// use smol_echo::client::ConnectOptions;
-/// use smol_echo::proxy::{Header, Version, parse};
+/// use smol_echo::client::{ConnectOptions, Stream};
 ///
 /// smol::block_on(async {
-///     let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
-///     let addr = listener.local_addr()?;
-///     let options = ConnectOptions { proxy: Some(Version::V1), ..ConnectOptions::new(Duration::from_secs(5)) };
-///     let _stream = smol_echo::client::connect_with(&addr.to_string(), &options).await?;
-///     let (mut server, client) = listener.accept().await?;
-///     let mut got = vec![0; 256];
-///     let n = server.read(&mut got).await?;
-///     let header = Header::Proxied { source: client, destination: addr };
-///     assert_eq!(parse(&got[..n])?, Some((header, n)));
-///     std::io::Result::Ok(())
+///     let dir = std::env::temp_dir().join(format!("connect-with-{}", std::process::id()));
+///     std::fs::create_dir_all(&dir)?;
+///     let path = dir.join("echo.sock");
+///     let _listener = async_net::unix::UnixListener::bind(&path)?;
+///     let options = ConnectOptions::new(Duration::from_secs(5));
+///     let stream = smol_echo::client::connect_with(&format!("unix:{}", path.display()), &options).await?;
+///     assert!(matches!(stream, Stream::Unix(_)));
+///     std::fs::remove_dir_all(&dir)
 /// })
 /// .unwrap();
 /// ```
