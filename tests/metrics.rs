@@ -311,3 +311,71 @@ fn a_slow_request_is_closed_at_the_timeout_and_frees_its_place() {
     });
     assert!(waited >= Duration::from_millis(250), "answered after {waited:?}, while the only place was held");
 }
+
+/// The value of the one sample `series` (`name{labels}`) in a rendered text; fails if the
+/// series is missing or appears more than once (the text would not be valid exposition).
+fn sample_of(text: &str, series: &str) -> f64 {
+    let values: Vec<f64> =
+        text.lines().filter_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).collect();
+    assert_eq!(values.len(), 1, "{series} in:\n{text}");
+    values[0]
+}
+
+/// Connections turned away are closes too: one over its source's cap under `source limit`,
+/// one stopped while its PROXY header was awaited under the sessions' own `shutdown`; neither
+/// stays counted open.
+#[test]
+fn refused_connections_are_counted_closed_each_under_one_reason() {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use smol_echo::proxy::{ProxyConfig, Version, encode};
+    use smol_echo::{Server, ServerConfig};
+
+    let run = async {
+        let listeners = smol_echo::bind(&["127.0.0.1:0"]).await?;
+        // Only the stop ends the wait for the silent connection's header (the idle timeout, 30 s,
+        // bounds it otherwise).
+        let proxy = ProxyConfig { timeout: Duration::from_secs(60), ..ProxyConfig::default() };
+        let config = ServerConfig { max_per_source: 1, proxy: Some(proxy), ..ServerConfig::default() };
+        let metrics = Arc::new(Metrics::default());
+        let server = Server::new(listeners, config).with_metrics(metrics.clone());
+        let addr = server.local_addrs()?[0].to_string();
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let serving = smol::spawn(server.run(|task| smol::spawn(task).detach(), async move {
+            stopped.recv().await.ok();
+        }));
+        let source: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let header = |local| encode(Version::V1, Some((source, local)));
+
+        let mut served = async_net::TcpStream::connect(&*addr).await?;
+        served.write_all(&header(served.local_addr()?)).await?;
+        served.write_all(b"served\r\n").await?;
+        let mut echo = [0; 8];
+        served.read_exact(&mut echo).await?;
+        assert_eq!(&echo, b"served\r\n");
+
+        let mut over = async_net::TcpStream::connect(&*addr).await?;
+        over.write_all(&header(over.local_addr()?)).await?;
+        assert_eq!(over.read(&mut [0; 8]).await?, 0, "over the source's cap: closed");
+        let _silent = async_net::TcpStream::connect(&*addr).await?;
+        // Open: the served one and the one whose header is awaited, not the one turned away.
+        while sample_of(&metrics.render(), "echo_connections_total{listener=\"tcp\"}") < 3.0
+            || sample_of(&metrics.render(), "echo_connections_open{listener=\"tcp\"}") != 2.0
+        {
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+
+        stop.send(()).await.ok();
+        let summary = serving.await;
+        assert_eq!((summary.connections, summary.refused), (3, 2));
+        let text = metrics.render();
+        assert_eq!(sample_of(&text, "echo_connections_open{listener=\"tcp\"}"), 0.0, "{text}");
+        assert_eq!(sample_of(&text, "echo_closes_total{reason=\"source limit\"}"), 1.0);
+        assert_eq!(sample_of(&text, "echo_closes_total{reason=\"shutdown\"}"), 2.0);
+        std::io::Result::Ok(())
+    };
+    smol::block_on(run.or(async {
+        smol::Timer::after(3 * LIMIT).await;
+        panic!("the refusals were not counted within {:?}", 3 * LIMIT)
+    }))
+    .unwrap();
+}

@@ -16,7 +16,6 @@ use super::sources::{Slot, Sources};
 use super::stop::Stopped;
 #[cfg(feature = "proxy")]
 use crate::proxy::{Header, ProxyConfig};
-#[cfg(feature = "proxy")]
 use crate::session::CloseReason;
 
 /// The checks every connection passes, from the server's config.
@@ -35,11 +34,17 @@ pub(crate) struct Admitted {
 
 /// A connection turned away, closed as soon as this is dropped.
 pub(crate) enum Refused {
-    /// Closed for this reason, logged as its close: `proxy header: ...`, say.
+    /// Closed for this reason, logged as its close: `proxy header: ...`, or a stop.
     #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
-    Closed(Peer, String),
-    /// Over its source's cap: logged by the counts, at most once in a while per source.
+    Closed(Peer, CloseReason),
+    /// Over its source's cap: logged by the counts, at most once in a while per source, and
+    /// counted as a close for the reason [`Refused::SOURCE_LIMIT`].
     SourceLimit,
+}
+
+impl Refused {
+    /// The close reason of a connection over its source's cap.
+    pub(crate) const SOURCE_LIMIT: &'static str = "source limit";
 }
 
 impl Gate {
@@ -96,7 +101,7 @@ impl Gate {
         use futures_lite::FutureExt;
 
         let Some((config, timeout)) = &self.proxy else { return Ok(peer) };
-        let refused = |peer, reason: String| Err(Refused::Closed(peer, reason));
+        let refused = |peer, why: String| Err(Refused::Closed(peer, CloseReason::Protocol(why)));
         if let Some(ip) = peer.ip()
             && !config.accepts(ip)
         {
@@ -108,7 +113,7 @@ impl Gate {
             None
         };
         match header.or(stopped).await {
-            None => refused(peer, CloseReason::Shutdown.to_string()),
+            None => Err(Refused::Closed(peer, CloseReason::Shutdown)),
             Some(Err(err)) => refused(peer, format!("proxy header: {err}")),
             Some(Ok(Header::Local)) => Ok(peer),
             Some(Ok(Header::Proxied { source, .. })) => Ok(Peer::Proxied { source, via: Box::new(peer) }),

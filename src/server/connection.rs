@@ -85,14 +85,18 @@ fn run<H: Send>(
             }
             Err(refused) => {
                 totals.refused.fetch_add(1, Relaxed);
-                if let Refused::Closed(peer, reason) = refused {
-                    let session = Session {
-                        reason: CloseReason::Protocol(std::mem::take(reason)),
-                        ..Session::default()
-                    };
-                    let duration = started.elapsed();
-                    totals.sink.closed(kind, &session, duration);
-                    log_close(peer, &session, duration);
+                let duration = started.elapsed();
+                match refused {
+                    Refused::Closed(peer, reason) => {
+                        let session = Session { reason: reason.clone(), ..Session::default() };
+                        totals.sink.closed(kind, &session, duration);
+                        log_close(peer, &session, duration);
+                    }
+                    // Logged by the source's counts, not one line per connection.
+                    Refused::SourceLimit => {
+                        let reason = CloseReason::Protocol(Refused::SOURCE_LIMIT.to_string());
+                        totals.sink.closed(kind, &Session { reason, ..Session::default() }, duration);
+                    }
                 }
             }
         }
