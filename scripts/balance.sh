@@ -63,7 +63,7 @@ port_b=$(sed -n 's/^listening on 127.0.0.1://p' "$dir/b.log")
 
 # A free port for the frontend: HAProxy cannot report one it chose. Taken by a short-lived
 # socket, so another process could take it first; HAProxy's start would then fail loudly.
-front=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+front=$(free_port)
 cat >"$dir/haproxy.cfg" <<EOF
 global
   maxconn 4096

@@ -19,6 +19,8 @@ SECS=${1:-5}
 shift || true
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 export ECHO_BIN=${ECHO_BIN:-$ROOT/target/release/echo}
 [[ -x $ECHO_BIN ]] || { echo "compare: no echo binary at $ECHO_BIN (cargo build --release)" >&2; exit 2; }
 command -v taskset >/dev/null || { echo "compare: taskset is needed (util-linux)" >&2; exit 2; }
@@ -26,9 +28,6 @@ if (($# == 0)); then
   set -- "echo-serve=$ECHO_BIN serve -q --threads 1 --listen 127.0.0.1:{port}" \
     "asyncio=python3 $HERE/peers/asyncio_echo.py {port}"
 fi
-
-# A port free right now, from the kernel.
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 status=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT

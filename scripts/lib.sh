@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# lib.sh: shell functions shared by capacity.sh and soak.sh; source it, do not run it.
+# lib.sh: shell functions shared by the scripts here; source it, do not run it.
 
 # Prints the path of the echo binary: $ECHO_BIN, else the newer of release/echo and debug/echo
 # under $CARGO_TARGET_DIR (or the repository's target/), else builds the release one. (`echo`
@@ -65,3 +65,10 @@ stop_server() {
 # rss_kib PID and fd_count PID: resident memory in KiB and open descriptors of a process.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fd_count() { local fds=("/proc/$1/fd"/*); echo "${#fds[@]}"; }
+
+# cpu_ticks PID: the user and system CPU time of a process, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# free_port: a loopback TCP port free right now, from the kernel (taken by a short-lived socket,
+# so another process could take it before it is used).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -28,6 +28,8 @@ SECS=${1:-2}
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "scaling: SECONDS must be a positive number, not '$SECS'" >&2; exit 2; }
 shift || true
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 ECHO_BIN=${ECHO_BIN:-$ROOT/target/release/echo}
 OUT=${OUT:-$ROOT/docs/scaling}
@@ -54,9 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # start COMMAND: the server, pinned to CPU 0; sets server_pid and addr.
 start() {
@@ -81,15 +80,7 @@ start() {
 
 # stop: SIGTERM, then SIGKILL after 10 s; only the server this script started.
 stop() {
-  local i
-  [[ -n $server_pid ]] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_server "$server_pid"
   server_pid=
 }
 

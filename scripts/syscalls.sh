@@ -31,6 +31,8 @@
 # Exits 1 when a server does not start, perf reports nothing, or a scenario has errors.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib.sh
+source "$ROOT/scripts/lib.sh"
 ECHO_BIN=${ECHO_BIN:-$ROOT/target/release/echo}
 LINES=${LINES:-200000}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4"}
@@ -56,8 +58,6 @@ declare -A ARGS=([S1]="-c 1 -p 1 -s 64" [S2]="-c 50 -p 1 -s 64" [S3]="-c 50 -p 3
 for s in $SCENARIOS; do
   [[ -n ${ARGS[$s]:-} ]] || { echo "syscalls: unknown scenario '$s' (S1 S2 S3 S4)" >&2; exit 2; }
 done
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 tmp=$(mktemp -d)
 perf_pid=

@@ -61,11 +61,10 @@ for scenario in "S2 -c 50 -p 1 -s 64" "S4 -c 10 -p 4 -s 16384"; do
 done
 
 # Handshakes: connections that each send one line, so that the server's work is the handshake.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 HANDSHAKES=2000
-before=$(cpu_ticks)
+before=$(cpu_ticks "$server_pid")
 r=$(bench "$tls" --tls-insecure -c "$HANDSHAKES" -n "$HANDSHAKES" --connect-timeout 30s)
-after=$(cpu_ticks)
+after=$(cpu_ticks "$server_pid")
 ticks=$(getconf CLK_TCK)
 [[ $(field "$r" errors) == 0 ]] || { echo "tls.sh: handshake run errors: $r" >&2; exit 1; }
 python3 -c 'import sys; n, t, hz, wall, p50, p99 = map(float, sys.argv[1:]); print(f"handshakes: {n:.0f} in {wall:.2f} s, {n / (t / hz):.0f} per second of server CPU; handshake p50 {p50:.0f} µs, p99 {p99:.0f} µs (client side)")' \
