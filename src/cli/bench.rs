@@ -12,10 +12,7 @@ use futures_lite::StreamExt;
 use smol_echo::bench::{BenchLimit, Progress, Transport};
 use smol_echo::{BenchConfig, Mode, proxy};
 
-use super::{
-    DEFAULT_ADDR, parse_addr, parse_duration, parse_mode, parse_proxy_version, raise_open_file_limit,
-    signals, tls, udp_addr,
-};
+use super::{DEFAULT_ADDR, parse_addr, parse_duration, raise_open_file_limit, signals, tls, udp_addr};
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// Load an echo server and check every echoed byte; report lines/s, MiB/s and latency.
@@ -43,7 +40,7 @@ pub(crate) struct BenchArgs {
     depth: usize,
     /// line: CR LF lines for a line server; raw: messages of arbitrary bytes for an RFC 862
     /// server (default line)
-    #[argh(option, from_str_fn(parse_mode))]
+    #[argh(option)]
     mode: Option<Mode>,
     /// UDP: -c flows of datagrams to a UDP echo server at host:port; replies missing after
     /// --timeout are lost
@@ -82,7 +79,7 @@ pub(crate) struct BenchArgs {
     percentiles: Option<PathBuf>,
     /// start each connection with a PROXY protocol header naming its own addresses, v1 (text)
     /// or v2 (binary), as a balancer would: for a server run with --proxy-protocol
-    #[argh(option, from_str_fn(parse_proxy_version))]
+    #[argh(option)]
     proxy_protocol: Option<proxy::Version>,
     /// print one JSON object instead of the table
     #[argh(switch)]

@@ -22,10 +22,7 @@ use smol_echo::client::{
 use smol_echo::error::context;
 use smol_echo::proxy::Version;
 
-use super::{
-    DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, parse_mode, parse_proxy_version, tls,
-    udp_addr,
-};
+use super::{DEFAULT_ADDR, in_duration_range, parse_addr, parse_duration, tls, udp_addr};
 
 /// Bytes in flight between standard output and its thread. Unblock's default, 8 MiB, is no
 /// faster for a 40 MB file and makes the process five times bigger.
@@ -118,7 +115,7 @@ pub(crate) struct ConnectArgs {
     connect_timeout: Duration,
     /// protocol: line (lines sent with CR LF, echoes printed with LF) or raw (RFC 862: bytes
     /// sent and printed unchanged) (default line)
-    #[argh(option, from_str_fn(parse_mode))]
+    #[argh(option)]
     mode: Option<Mode>,
     /// send each line as one UDP datagram (without its line end) and print each echo as a
     /// line; host:port only
@@ -142,7 +139,7 @@ pub(crate) struct ConnectArgs {
     timeout: Option<Duration>,
     /// first send a PROXY protocol header naming the connection's own addresses, v1 (text) or
     /// v2 (binary), as a balancer would: to try a server run with --proxy-protocol by hand
-    #[argh(option, from_str_fn(parse_proxy_version))]
+    #[argh(option)]
     proxy_protocol: Option<Version>,
 }
 

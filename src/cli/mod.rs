@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::{ArgsInfo, FromArgs};
-use smol_echo::Mode;
 use smol_echo::client::Address;
 
 mod bench;
@@ -171,16 +170,6 @@ pub(crate) fn udp_addr(addr: Option<&str>) -> Result<(), String> {
         }
         _ => Ok(()),
     }
-}
-
-/// Parses `--mode`: `line` or `raw`.
-pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
-    text.parse().map_err(|err: std::io::Error| err.to_string())
-}
-
-/// Parses `--proxy-protocol` of `connect` and `bench`: `v1` or `v2`.
-pub(crate) fn parse_proxy_version(text: &str) -> Result<smol_echo::proxy::Version, String> {
-    text.parse().map_err(|err: std::io::Error| err.to_string())
 }
 
 /// A duration flag of a command without a library config: more than 0, at most

@@ -17,14 +17,9 @@ use smol_echo::server::{ListenAddr, Summary};
 use smol_echo::{EchoConfig, Mode, Server, ServerConfig};
 
 use super::{
-    DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, parse_mode, raise_open_file_limit,
-    signals, stdio, tls,
+    DEFAULT_ADDR, logger, parse_addr, parse_duration, parse_inet_addr, raise_open_file_limit, signals, stdio,
+    tls,
 };
-
-/// Parses `--proxy-from`: an address or an address block.
-fn parse_cidr(text: &str) -> Result<Cidr, String> {
-    text.parse().map_err(|err: std::io::Error| err.to_string())
-}
 
 /// The executor threads `--threads` may ask for: more than a thousand only cost memory.
 const THREADS: std::ops::RangeInclusive<usize> = 1..=1024;
@@ -70,7 +65,7 @@ pub(crate) struct ServeArgs {
     /// with --proxy-protocol: take headers only from this address or block (10.0.0.0/8,
     /// 127.0.0.1, fd00::/8) and close other TCP connections at once; repeatable (default:
     /// any address)
-    #[argh(option, from_str_fn(parse_cidr))]
+    #[argh(option)]
     proxy_from: Vec<Cidr>,
     /// executor threads (default: the number of CPUs)
     #[argh(option)]
@@ -84,7 +79,7 @@ pub(crate) struct ServeArgs {
     metrics: Option<String>,
     /// protocol: line (CR LF lines, the sentinel ".", --max-line) or raw (RFC 862: every byte
     /// back as it arrives) (default line)
-    #[argh(option, from_str_fn(parse_mode), default = "Mode::default()")]
+    #[argh(option, default = "Mode::default()")]
     mode: Mode,
     /// the certificate chain (PEM, leaf first) the tls: addresses present; without it they
     /// present a self-signed certificate made at start, whose fingerprint is logged
