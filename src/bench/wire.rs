@@ -114,9 +114,9 @@ mod tls {
             &mut self,
             cx: &mut Context<'_>,
             head: &[u8],
-            _: &[u8],
+            tail: &[u8],
         ) -> Poll<io::Result<usize>> {
-            Pin::new(self).poll_write(cx, head)
+            Pin::new(self).poll_write_vectored(cx, &[io::IoSlice::new(head), io::IoSlice::new(tail)])
         }
 
         fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
