@@ -332,8 +332,12 @@ pub async fn connect_with(addr: &str, options: &ConnectOptions) -> io::Result<St
     // A connector to make is made before connecting, so that its failure costs no connection.
     #[cfg(feature = "tls")]
     let tls = match (&address, &options.tls) {
-        (Address::Tls(_), Some(connector)) => Some(connector.clone()),
-        (Address::Tls(_), None) => Some(TlsConnector::new(&Default::default())?),
+        (Address::Tls(host_port), Some(connector)) => {
+            Some((connector.clone(), crate::net::host_of(host_port)))
+        }
+        (Address::Tls(host_port), None) => {
+            Some((TlsConnector::new(&Default::default())?, crate::net::host_of(host_port)))
+        }
         _ => None,
     };
     #[cfg(not(feature = "tls"))]
@@ -357,9 +361,13 @@ pub async fn connect_with(addr: &str, options: &ConnectOptions) -> io::Result<St
             None => stream,
         };
         #[cfg(feature = "tls")]
-        if let (Some(connector), Address::Tls(host_port), Stream::Tcp(tcp)) = (tls, &address, &stream) {
-            return handshake(&connector, host_port, tcp.clone()).await;
-        }
+        let stream = match (tls, stream) {
+            // The handshake verifies the server by the address's host.
+            (Some((connector, host)), Stream::Tcp(tcp)) => {
+                Stream::Tls(Box::new(connector.connect(host, tcp).await?))
+            }
+            (_, stream) => stream,
+        };
         Ok(stream)
     };
     within(options.timeout, attempt).await
@@ -371,13 +379,6 @@ async fn connect_tcp(host_port: &str) -> io::Result<TcpStream> {
     // Typed lines are small and should not wait for an acknowledgement to be sent.
     stream.set_nodelay(true)?;
     Ok(stream)
-}
-
-/// The TLS handshake on `tcp`, verifying the server by the host of `host_port`.
-#[cfg(feature = "tls")]
-async fn handshake(connector: &TlsConnector, host_port: &str, tcp: TcpStream) -> io::Result<Stream> {
-    let host = crate::net::host_of(host_port);
-    Ok(Stream::Tls(Box::new(connector.connect(host, tcp).await?)))
 }
 
 /// Talks to an echo server over `stream`: sends each line of `input` and writes each echo to
