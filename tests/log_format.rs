@@ -133,6 +133,7 @@ fn every_json_line_parses_and_carries_the_text_line_s_fields() {
     assert_eq!(summary["lines"], 2);
     assert_eq!(summary["bytes"], 7);
     assert_eq!(summary["unfinished"], 0);
+    assert_eq!(summary["refused"], 0);
     assert_eq!(summary["msg"], "shutdown: 1 connections, 2 lines, 7 bytes echoed");
     assert_eq!(by_event("signal")["signal"], "SIGTERM");
 }

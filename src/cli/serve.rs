@@ -208,6 +208,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 ("datagrams", summary.datagrams.into()),
                 ("bytes", summary.bytes.into()),
                 ("refused_datagrams", summary.refused_datagrams.into()),
+                ("refused", summary.refused.into()),
                 ("unfinished", summary.unfinished.into()),
             ];
             logger::always(
