@@ -3,21 +3,17 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::Metrics;
 use super::request::{self, Answer, MAX_HEAD};
 use crate::net::within_saying;
-use crate::server::ConnectionTask;
 use crate::server::failures::Failures;
 use crate::server::permits::Permits;
-
-/// How long the endpoint rests after an accept error, as the server does.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+use crate::server::{ACCEPT_BACKOFF, ConnectionTask};
 
 /// The most bytes read and dropped after the answer, so that the close does not reset the
 /// connection (and lose the answer) while the client is still sending.
@@ -98,9 +94,7 @@ where
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(err) => {
-                let (level, message) = failures.failed(&err, Instant::now());
-                log::log!(level, "{message}");
-                Timer::after(ACCEPT_BACKOFF).await;
+                failures.rest(&err).await;
                 continue;
             }
         };

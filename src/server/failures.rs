@@ -3,6 +3,7 @@
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
+use async_io::Timer;
 use log::Level;
 
 /// The least time between two warnings about the same operation.
@@ -26,6 +27,14 @@ impl Failures {
     /// No failures yet of `what`, which is retried after `retry`.
     pub(crate) fn new(what: &'static str, retry: Duration) -> Failures {
         Failures { what, retry, warned: None, since_warning: 0 }
+    }
+
+    /// Counts a failure with `err` and logs it as [`Failures::failed`] says; the timer is the
+    /// rest before the operation is due again.
+    pub(crate) fn rest(&mut self, err: &dyn Display) -> Timer {
+        let (level, message) = self.failed(err, Instant::now());
+        log::log!(level, "{message}");
+        Timer::after(self.retry)
     }
 
     /// Counts a failure with `err` at `now`: what to log, and at which level.

@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_io::{Async, Timer};
 use futures_lite::future::{self, FutureExt};
@@ -46,7 +46,7 @@ use udp::DatagramCounts;
 
 /// How long the accept loop rests after an accept error (out of descriptors, memory, buffers),
 /// so that a pending connection it cannot take does not spin a core.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connection's task, handed to the caller's executor.
 ///
@@ -349,9 +349,7 @@ async fn accept_all<H: Clone + Send + 'static>(
             Ok(accepted) => accepted,
             Err(err) => {
                 totals.sink.accept_failed();
-                let (level, message) = failures.failed(&err, Instant::now());
-                log::log!(level, "{message}");
-                Timer::after(ACCEPT_BACKOFF).await;
+                failures.rest(&err).await;
                 continue;
             }
         };

@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::future::{self, FutureExt};
 
 use super::failures::Failures;
@@ -55,9 +55,7 @@ pub(crate) async fn echo_datagrams(
             match socket.recv_from(&mut buf).await {
                 Ok((len, peer)) => answer(&buf[..len], peer, &mut counts),
                 Err(err) => {
-                    let (level, message) = failures.failed(&err, Instant::now());
-                    log::log!(level, "{message}");
-                    Timer::after(backoff).await;
+                    failures.rest(&err).await;
                 }
             }
             in_a_row += 1;
@@ -110,6 +108,8 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use async_io::Timer;
 
     use super::*;
     use crate::net::MAX_DATAGRAM;
