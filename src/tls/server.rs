@@ -28,7 +28,8 @@ use crate::net::within_saying;
 #[derive(Clone)]
 pub struct TlsAcceptor {
     acceptor: futures_rustls::TlsAcceptor,
-    fingerprint: String,
+    /// Shared, as the acceptor is cloned for every connection a listener takes.
+    fingerprint: Arc<str>,
     self_signed: bool,
 }
 
@@ -94,7 +95,7 @@ impl TlsAcceptor {
         key: PrivateKeyDer<'static>,
         self_signed: bool,
     ) -> Result<TlsAcceptor, rustls::Error> {
-        let fingerprint = cert::fingerprint(&chain[0]);
+        let fingerprint = cert::fingerprint(&chain[0]).into();
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))?;
