@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -150,6 +151,12 @@ pub(crate) fn no_tls(addr: &str) -> io::Error {
         io::ErrorKind::Unsupported,
         format!("{addr}: TLS is not built in (smol-echo's tls feature)"),
     )
+}
+
+/// Half-closes a stream socket, TCP or Unix: the peer reads the end of input after what was
+/// sent, and may still send.
+pub(crate) fn shut_write(socket: &impl AsFd) -> io::Result<()> {
+    Ok(rustix::net::shutdown(socket, rustix::net::Shutdown::Write)?)
 }
 
 /// `fut`, or a `TimedOut` error once `timeout` has passed.

@@ -69,9 +69,7 @@ where
     }
 
     fn poll_shut_write(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(
-            rustix::net::shutdown(self.socket.get_ref(), rustix::net::Shutdown::Write).map_err(Into::into),
-        )
+        Poll::Ready(crate::net::shut_write(self.socket.get_ref()))
     }
 
     /// A read is tried only after readiness, or after a read that filled the buffer: after a

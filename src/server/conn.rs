@@ -1,8 +1,7 @@
 //! The server's stream connection: an `Async` socket that guesses when to read without waiting.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -80,23 +79,6 @@ enum Next {
     Guess,
 }
 
-/// A stream socket that can be half-closed.
-pub(crate) trait HalfClose {
-    fn shutdown_write(&self) -> io::Result<()>;
-}
-
-impl HalfClose for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-impl HalfClose for UnixStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
 impl<S> SocketConn<S> {
     pub(crate) fn new(socket: Async<S>, stopping: StopFlag) -> SocketConn<S> {
         SocketConn { socket, next: Next::Read, credit: INITIAL_CREDIT, since_probe: 0, stopping }
@@ -169,7 +151,7 @@ impl<S> SocketConn<S> {
     }
 }
 
-impl<S: HalfClose> AsyncWrite for SocketConn<S>
+impl<S: AsFd> AsyncWrite for SocketConn<S>
 where
     for<'a> &'a S: Write,
 {
@@ -183,12 +165,13 @@ where
 
     /// Half-closes: the peer reads end of input after every echo.
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.socket.get_ref().shutdown_write())
+        Poll::Ready(crate::net::shut_write(self.socket.get_ref()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Wake, Waker};

@@ -18,7 +18,7 @@ use futures_lite::future::FutureExt;
 
 use super::accept::Accepted;
 use super::admit::{Admitted, Gate, Refused};
-use super::conn::{HalfClose, SocketConn};
+use super::conn::SocketConn;
 use super::sink::ListenerKind;
 use super::sources::Slot;
 use super::stop::Stopped;
@@ -139,7 +139,7 @@ fn start<S>(
     stop: Stopped,
 ) -> Starting
 where
-    S: AsFd + HalfClose + Send + Sync + 'static,
+    S: AsFd + Send + Sync + 'static,
     for<'a> &'a S: Read + Write,
 {
     let begin =
@@ -190,7 +190,7 @@ fn tls_session<S>(
     mut stop: Stopped,
 ) -> Pin<Box<dyn Future<Output = Session> + Send>>
 where
-    S: HalfClose + Send + Sync + 'static,
+    S: AsFd + Send + Sync + 'static,
     for<'a> &'a S: Read + Write,
 {
     Box::pin(async move {
