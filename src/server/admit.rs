@@ -98,8 +98,6 @@ impl Gate {
         S: AsFd,
         for<'a> &'a S: Read,
     {
-        use futures_lite::FutureExt;
-
         let Some((config, timeout)) = &self.proxy else { return Ok(peer) };
         let refused = |peer, why: String| Err(Refused::Closed(peer, CloseReason::Protocol(why)));
         if let Some(ip) = peer.ip()
@@ -107,12 +105,7 @@ impl Gate {
         {
             return refused(peer, "proxy header: not accepted from this address".into());
         }
-        let header = async { Some(super::proxy::read_header(socket, *timeout).await) };
-        let stopped = async {
-            stop.await;
-            None
-        };
-        match header.or(stopped).await {
+        match stop.until(super::proxy::read_header(socket, *timeout)).await {
             None => Err(Refused::Closed(peer, CloseReason::Shutdown)),
             Some(Err(err)) => refused(peer, format!("proxy header: {err}")),
             Some(Ok(Header::Local)) => Ok(peer),

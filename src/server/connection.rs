@@ -13,8 +13,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_io::Async;
-#[cfg(feature = "tls")]
-use futures_lite::future::FutureExt;
 
 use super::accept::Accepted;
 use super::admit::{Admitted, Gate, Refused};
@@ -194,17 +192,15 @@ where
     for<'a> &'a S: Read + Write,
 {
     Box::pin(async move {
-        let handshake = acceptor.accept(stream, echo.idle_timeout);
-        let stopped = async {
-            (&mut stop).await;
-            Err(io::Error::other("shutdown"))
-        };
-        let reason = match handshake.or(stopped).await {
-            Ok(tls) => return mode.echo(tls, &echo, stop).await,
-            Err(_) if stop.flag().is_set() => CloseReason::Shutdown,
-            Err(err) if err.kind() == io::ErrorKind::TimedOut => CloseReason::IdleTimeout,
+        let handshake = stop.until(acceptor.accept(stream, echo.idle_timeout)).await;
+        let reason = match handshake {
+            Some(Ok(tls)) => return mode.echo(tls, &echo, stop).await,
+            // The stop came first, or the handshake failed as it came.
+            None => CloseReason::Shutdown,
+            Some(Err(_)) if stop.flag().is_set() => CloseReason::Shutdown,
+            Some(Err(err)) if err.kind() == io::ErrorKind::TimedOut => CloseReason::IdleTimeout,
             // Every other handshake error's text starts with `tls: ` and says what failed.
-            Err(err) => CloseReason::Protocol(err.to_string()),
+            Some(Err(err)) => CloseReason::Protocol(err.to_string()),
         };
         Session { reason, ..Default::default() }
     })

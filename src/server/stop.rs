@@ -64,6 +64,18 @@ impl Stopped {
     pub(crate) fn flag(&self) -> StopFlag {
         StopFlag(self.shared.clone())
     }
+
+    /// What `fut` gives, or `None` if the stop comes first: for the steps before a session
+    /// (a PROXY header, a TLS handshake), which wait on the peer.
+    #[cfg(any(feature = "tls", feature = "proxy"))]
+    pub(crate) async fn until<T>(&mut self, fut: impl Future<Output = T>) -> Option<T> {
+        use futures_lite::FutureExt;
+        let stopped = async {
+            self.await;
+            None
+        };
+        async { Some(fut.await) }.or(stopped).await
+    }
 }
 
 /// Whether stop was asked, read without waiting.
