@@ -83,27 +83,32 @@ impl Address {
 
     /// `text` as `host:port` or `[v6addr]:port`: the addresses of UDP, which has no Unix form.
     pub fn inet(text: &str) -> io::Result<Address> {
-        let invalid = |why: &str| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("invalid address '{text}': {why}"))
-        };
-        if text.starts_with("unix:") {
-            return Err(invalid("a Unix socket cannot be used here; use host:port"));
-        }
-        if text.starts_with("tls:") {
-            return Err(invalid("TLS cannot be used here; use host:port"));
-        }
-        if text.starts_with('[') && text.ends_with(']') {
-            return Err(invalid("the port is missing, e.g. [::1]:8007"));
-        }
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
-        port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
-        match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {
-            Some(Some(v6)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => Ok(Address::Inet(text.to_string())),
-            Some(_) => Err(invalid("the part in brackets must be an IPv6 address")),
-            None if host.is_empty() => Err(invalid("the host is missing")),
-            None if host.contains(':') => Err(invalid("put an IPv6 address in brackets, e.g. [::1]:8007")),
-            None => Ok(Address::Inet(text.to_string())),
-        }
+        host_port(text).map(Address::Inet)
+    }
+}
+
+/// `text`, checked to be `host:port` or `[v6addr]:port`: what [`Address::Inet`] and
+/// [`Address::Tls`] hold.
+fn host_port(text: &str) -> io::Result<String> {
+    let invalid =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid address '{text}': {why}"));
+    if text.starts_with("unix:") {
+        return Err(invalid("a Unix socket cannot be used here; use host:port"));
+    }
+    if text.starts_with("tls:") {
+        return Err(invalid("TLS cannot be used here; use host:port"));
+    }
+    if text.starts_with('[') && text.ends_with(']') {
+        return Err(invalid("the port is missing, e.g. [::1]:8007"));
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("use host:port or [v6addr]:port"))?;
+    port.parse::<u16>().map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+    match host.strip_prefix('[').map(|inner| inner.strip_suffix(']')) {
+        Some(Some(v6)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => Ok(text.to_string()),
+        Some(_) => Err(invalid("the part in brackets must be an IPv6 address")),
+        None if host.is_empty() => Err(invalid("the host is missing")),
+        None if host.contains(':') => Err(invalid("put an IPv6 address in brackets, e.g. [::1]:8007")),
+        None => Ok(text.to_string()),
     }
 }
 
@@ -118,10 +123,7 @@ impl FromStr for Address {
             )),
             Some(path) => Ok(Address::Unix(PathBuf::from(path))),
             None => match text.strip_prefix("tls:") {
-                Some(host_port) => match Address::inet(host_port)? {
-                    Address::Inet(host_port) => Ok(Address::Tls(host_port)),
-                    _ => unreachable!("Address::inet gives only Inet"),
-                },
+                Some(rest) => host_port(rest).map(Address::Tls),
                 None => Address::inet(text),
             },
         }
