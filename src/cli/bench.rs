@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -160,13 +160,15 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let config = args.config();
     args.verify().warn();
     // Created first, so that a path that cannot be written fails before the run, not after it.
-    let mut percentiles = match args.percentiles.as_ref().map(File::create).transpose() {
-        Ok(file) => file,
-        Err(err) => {
-            let path = args.percentiles.as_deref().unwrap_or(Path::new("")).display();
-            eprintln!("echo: cannot write {path}: {err}");
-            return ExitCode::FAILURE;
-        }
+    let mut percentiles = match &args.percentiles {
+        Some(path) => match File::create(path) {
+            Ok(file) => Some((file, path)),
+            Err(err) => {
+                eprintln!("echo: cannot write {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let mut signals = match signals::catch() {
         Ok(signals) => signals,
@@ -212,7 +214,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
             "echo: sent {achieved:.1} lines/s, under 99 % of --rate {target}: the server or the bench fell behind"
         );
     }
-    if let Some((file, path)) = percentiles.as_mut().zip(args.percentiles.as_ref())
+    if let Some((file, path)) = &mut percentiles
         && let Err(err) = file.write_all(report.distribution.percentile_text().as_bytes())
     {
         eprintln!("echo: cannot write {}: {err}", path.display());
