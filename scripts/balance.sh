@@ -120,7 +120,7 @@ wait_bench() {
   return $status
 }
 field() { sed -n "s/.*\"$2\":\\([0-9.]*\\).*/\\1/p" "$1"; }
-p() { sed -n "s/.*\"$2\":\\([0-9.]*\\).*/\\1/p" <<<"$(grep -o '"latency_us":{[^}]*}' "$1")"; }
+p() { field <(grep -o '"latency_us":{[^}]*}' "$1") "$2"; }
 summary() { echo "$(field "$1" lines_per_s) lines/s, p50 $(p "$1" p50) µs, p99 $(p "$1" p99) µs, errors $(field "$1" errors)"; }
 # proxied LOG: the sources of the connections a server's log shows as relayed, one a line.
 proxied() { sed -n "s/^open \\([0-9.:]*\\) via $BALANCER:[0-9]*\$/\\1/p" "$1"; }

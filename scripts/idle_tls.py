@@ -17,7 +17,7 @@ import ssl
 import sys
 import time
 
-from idle_clients import rss_of  # beside this script
+from idle_clients import parse_addr, rss_of  # beside this script
 
 
 def main():
@@ -27,8 +27,8 @@ def main():
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("addr")
     args = parser.parse_args()
-    host, _, port = args.addr.rpartition(":")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    address = parse_addr(args.addr)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -37,7 +37,7 @@ def main():
     before = rss_of(args.pid)
     held = []
     for i in range(args.n):
-        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        sock = socket.create_connection(address, timeout=10)
         if args.tls:
             sock = ctx.wrap_socket(sock, server_hostname="localhost")
         line = b"idle %d\r\n" % i
