@@ -69,6 +69,25 @@ fd_count() { local fds=("/proc/$1/fd"/*); echo "${#fds[@]}"; }
 # cpu_ticks PID: the user and system CPU time of a process, in clock ticks (getconf CLK_TCK).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# with_free_port COMMAND: COMMAND with each {port} in it replaced by a free port, for servers
+# that cannot be given port 0.
+with_free_port() {
+  if [[ $1 == *'{port}'* ]]; then echo "${1//\{port\}/$(free_port)}"; else echo "$1"; fi
+}
+
+# listening_addr LOG PID: waits, 10 s at most and while PID runs, for a `listening on
+# 127.0.0.1:PORT` line in LOG and prints that address; fails when none comes.
+listening_addr() {
+  local log=$1 pid=$2 i addr
+  for ((i = 0; i < 100; i++)); do
+    addr=$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$log" | head -n1)
+    [[ -n $addr ]] && { echo "$addr"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+
 # free_port: a loopback TCP port free right now, from the kernel (taken by a short-lived socket,
 # so another process could take it before it is used).
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

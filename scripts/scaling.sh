@@ -59,19 +59,13 @@ trap cleanup EXIT
 
 # start COMMAND: the server, pinned to CPU 0; sets server_pid and addr.
 start() {
-  local command=$1 i
-  [[ $command == *'{port}'* ]] && command=${command//\{port\}/$(free_port)}
+  local command
+  command=$(with_free_port "$1")
   : >"$tmp/err"
   # shellcheck disable=SC2086 # the command is meant to split into words
   taskset -c 0 $command 2>"$tmp/err" &
   server_pid=$!
-  addr=
-  for ((i = 0; i < 100; i++)); do
-    addr=$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$tmp/err" | head -n1)
-    [[ -n $addr ]] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  addr=$(listening_addr "$tmp/err" "$server_pid") && return 0
   echo "scaling: the server did not print 'listening on 127.0.0.1:PORT'; its log:" >&2
   cat "$tmp/err" >&2
   stop

@@ -70,23 +70,13 @@ trap cleanup EXIT
 
 # count NAME COMMAND SCENARIO: prints "LINES_ECHOED ERRORS" and leaves perf's CSV in $tmp/perf.
 count() {
-  local name=$1 command=$2 scenario=$3 port addr server i json
-  if [[ $command == *'{port}'* ]]; then
-    port=$(free_port)
-    command=${command//\{port\}/$port}
-  fi
+  local name=$1 command scenario=$3 addr server json
+  command=$(with_free_port "$2")
   : >"$tmp/err"
   # shellcheck disable=SC2086 # the command is meant to split into words
   taskset -c 0 "$PERF" stat -x, -o "$tmp/perf" -e "$events" -- $command 2>"$tmp/err" &
   perf_pid=$!
-  addr=
-  for ((i = 0; i < 100; i++)); do
-    addr=$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$tmp/err" | head -n1)
-    [[ -n $addr ]] && break
-    kill -0 "$perf_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [[ -z $addr ]]; then
+  if ! addr=$(listening_addr "$tmp/err" "$perf_pid"); then
     echo "syscalls: $name did not print 'listening on 127.0.0.1:PORT'; its log:" >&2
     cat "$tmp/err" >&2
     kill -TERM "$perf_pid" 2>/dev/null || true
