@@ -194,7 +194,8 @@ impl Collector for Snapshot {
         let open: Vec<u64> =
             self.opened.iter().zip(&self.closed).map(|(o, c)| o.saturating_sub(*c)).collect();
         let reasons = REASONS.iter().map(ToString::to_string).zip(self.closes.iter().copied());
-        let closes: Vec<(String, u64)> = reasons.chain(self.other_closes.clone()).collect();
+        let others = self.other_closes.iter().map(|(reason, n)| (reason.clone(), *n));
+        let closes: Vec<(String, u64)> = reasons.chain(others).collect();
         for (name, help, label, metric_type, series) in [
             ("connections_open", "Connections open now.", "listener", MetricType::Gauge, streams(&open)),
             ("connections", "Connections accepted.", "listener", MetricType::Counter, streams(&self.opened)),
