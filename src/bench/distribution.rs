@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::report::Latency;
+
 /// Nanoseconds per millisecond: the unit of the percentile distribution text, as HdrHistogram's
 /// own log processor writes it (and its plotter's axis reads).
 const NANOS_PER_MS: f64 = 1_000_000.0;
@@ -43,20 +45,6 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// An empty histogram of the bench's bounds: fixed size, never resized.
-    pub(crate) fn histogram() -> Histogram<u64> {
-        Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
-    }
-
-    /// Counts `took` in a histogram of nanoseconds, the longest past its top at the top.
-    pub(crate) fn record_in(histogram: &mut Histogram<u64>, took: Duration) {
-        histogram.saturating_record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
-    }
-
-    pub(crate) fn from_histogram(histogram: Histogram<u64>) -> Distribution {
-        Distribution { histogram }
-    }
-
     /// Counts one latency (to the nanosecond; beyond an hour as an hour).
     ///
     /// ```
@@ -65,7 +53,19 @@ impl Distribution {
     /// assert!(!latency.is_empty());
     /// ```
     pub fn record(&mut self, latency: Duration) {
-        Distribution::record_in(&mut self.histogram, latency);
+        self.histogram.saturating_record(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// The percentiles the report gives, in microseconds.
+    pub(crate) fn latency_us(&self) -> Latency {
+        let us = |quantile| self.histogram.value_at_quantile(quantile) as f64 / 1000.0;
+        Latency {
+            p50: us(0.5),
+            p90: us(0.9),
+            p99: us(0.99),
+            p999: us(0.999),
+            max: self.histogram.max() as f64 / 1000.0,
+        }
     }
 
     /// The latencies counted.
@@ -193,7 +193,9 @@ fn bar(eighths: usize) -> String {
 
 impl Default for Distribution {
     fn default() -> Self {
-        Distribution { histogram: Distribution::histogram() }
+        // Nanoseconds up to an hour: fixed size, never resized.
+        let histogram = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
+        Distribution { histogram }
     }
 }
 

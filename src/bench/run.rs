@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use futures_lite::FutureExt;
-use hdrhistogram::Histogram;
 
 use super::config::{BenchConfig, BenchLimit};
 use super::distribution::Distribution;
-use super::report::{BenchReport, Churn, Datagrams, Handshakes, Latency, Progress, Rate, Transport};
+use super::report::{BenchReport, Churn, Datagrams, Handshakes, Progress, Rate, Transport};
 
 /// Rounds of writing and reading one connection (or sending and receiving one UDP flow) may do
 /// before it lets the others run.
@@ -158,11 +157,11 @@ pub(crate) struct Shared {
     pub(crate) last_paced: Cell<Option<Instant>>,
     first_error: RefCell<Option<String>>,
     /// Round trips in nanoseconds.
-    pub(crate) latency: RefCell<Histogram<u64>>,
+    pub(crate) latency: RefCell<Distribution>,
     /// Connections opened, and how long each took, in nanoseconds.
-    pub(crate) connects: RefCell<Histogram<u64>>,
+    pub(crate) connects: RefCell<Distribution>,
     /// TLS handshakes in nanoseconds, from the TCP connection made to the handshake done.
-    handshakes: RefCell<Histogram<u64>>,
+    handshakes: RefCell<Distribution>,
     /// Where echoes are read, one connection at a time; large enough for any UDP datagram.
     pub(crate) rx: RefCell<Box<[u8]>>,
 }
@@ -180,9 +179,9 @@ impl Shared {
             paced: Cell::new(0),
             last_paced: Cell::new(None),
             first_error: RefCell::new(None),
-            latency: RefCell::new(Distribution::histogram()),
-            connects: RefCell::new(Distribution::histogram()),
-            handshakes: RefCell::new(Distribution::histogram()),
+            latency: RefCell::default(),
+            connects: RefCell::default(),
+            handshakes: RefCell::default(),
             rx: RefCell::new(vec![0; READ_BUFFER].into_boxed_slice()),
         }
     }
@@ -195,18 +194,18 @@ impl Shared {
 
     /// Counts a connection opened in `took`.
     pub(crate) fn connected(&self, took: Duration) {
-        Distribution::record_in(&mut self.connects.borrow_mut(), took);
+        self.connects.borrow_mut().record(took);
     }
 
     #[cfg(feature = "tls")]
     pub(crate) fn record_handshake(&self, took: Duration) {
-        Distribution::record_in(&mut self.handshakes.borrow_mut(), took);
+        self.handshakes.borrow_mut().record(took);
     }
 
     /// The handshakes recorded so far.
     pub(crate) fn handshakes(&self) -> Handshakes {
         let handshakes = self.handshakes.borrow();
-        Handshakes { count: handshakes.len(), latency_us: percentiles(&handshakes) }
+        Handshakes { count: handshakes.len(), latency_us: handshakes.latency_us() }
     }
 
     /// The report of a bench of `connections` that started at `start` and ends now.
@@ -233,7 +232,7 @@ impl Shared {
             lines_per_connection,
             connects: connects.len(),
             connects_per_s: connects.len() as f64 / duration_s,
-            connect_us: percentiles(&connects),
+            connect_us: connects.latency_us(),
         });
         BenchReport {
             connections,
@@ -243,7 +242,7 @@ impl Shared {
             lines,
             lines_per_s: lines as f64 / duration_s,
             mib_per_s: self.bytes.get() as f64 / duration_s / (1024.0 * 1024.0),
-            latency_us: percentiles(&latency),
+            latency_us: latency.latency_us(),
             transport,
             datagrams,
             errors: self.errors.get(),
@@ -252,21 +251,9 @@ impl Shared {
             interrupted: false,
             rate,
             churn,
-            distribution: Distribution::from_histogram(latency.clone()),
+            distribution: latency.clone(),
             handshakes: None,
         }
-    }
-}
-
-/// The percentiles of `histogram` (nanoseconds) in microseconds.
-fn percentiles(histogram: &Histogram<u64>) -> Latency {
-    let us = |quantile| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-    Latency {
-        p50: us(0.5),
-        p90: us(0.9),
-        p99: us(0.99),
-        p999: us(0.999),
-        max: histogram.max() as f64 / 1000.0,
     }
 }
 

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::Async;
-use hdrhistogram::Histogram;
 
 use super::config::{BenchConfig, BenchLimit};
 use super::distribution::Distribution;
@@ -573,7 +572,7 @@ impl Ledger {
     /// Checks `echo`, the next bytes received, against the bytes written; records the round
     /// trip of each line it completes in `latency` (nanoseconds) and tells how many it completed.
     #[inline]
-    fn check(&mut self, echo: &[u8], now: Instant, latency: &mut Histogram<u64>) -> io::Result<u64> {
+    fn check(&mut self, echo: &[u8], now: Instant, latency: &mut Distribution) -> io::Result<u64> {
         let (head, tail) = self.span(self.checked, self.written);
         let common = echo.len().min(head.len() + tail.len());
         let (echo_head, echo_tail) = echo[..common].split_at(common.min(head.len()));
@@ -600,7 +599,7 @@ impl Ledger {
         self.checked += echo.len() as u64;
         let lines = self.checked / self.size - before;
         for sent in self.queued_at.drain(..lines as usize) {
-            Distribution::record_in(latency, now.saturating_duration_since(sent));
+            latency.record(now.saturating_duration_since(sent));
         }
         Ok(lines)
     }
@@ -619,7 +618,7 @@ mod tests {
         ledger.wrote(echo.len());
         assert_eq!(echo[16..], message(2, 16, 1));
         echo[20] = echo[20].wrapping_add(1);
-        let err = ledger.check(&echo, Instant::now(), &mut histogram()).unwrap_err();
+        let err = ledger.check(&echo, Instant::now(), &mut latencies()).unwrap_err();
         assert!(err.to_string().contains("echo of message 2 differs at byte 5"), "{err}");
     }
 
@@ -637,15 +636,15 @@ mod tests {
         [head, tail].concat()
     }
 
-    fn histogram() -> Histogram<u64> {
-        Histogram::new(3).unwrap()
+    fn latencies() -> Distribution {
+        Distribution::default()
     }
 
     #[test]
     fn an_echo_in_pieces_completes_each_line_once() {
         let (mut ledger, sent) = ledger_with(3, 10);
         assert_eq!(sent, [line(0, 10, 0), line(0, 10, 1), line(0, 10, 2)].concat());
-        let mut latency = histogram();
+        let mut latency = latencies();
         let now = Instant::now();
         let completed: Vec<u64> =
             sent.chunks(7).map(|piece| ledger.check(piece, now, &mut latency).unwrap()).collect();
@@ -658,7 +657,7 @@ mod tests {
     fn a_flipped_byte_is_reported_with_its_line_and_offset() {
         let (mut ledger, mut echo) = ledger_with(3, 10);
         echo[13] ^= 1;
-        let err = ledger.check(&echo, Instant::now(), &mut histogram()).unwrap_err();
+        let err = ledger.check(&echo, Instant::now(), &mut latencies()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("line 2 differs at byte 4: sent '0', got '1'"), "{err}");
     }
@@ -667,11 +666,11 @@ mod tests {
     fn reordered_and_extra_lines_are_errors() {
         let (mut ledger, sent) = ledger_with(2, 10);
         let swapped = [&sent[10..], &sent[..10]].concat();
-        assert!(ledger.check(&swapped, Instant::now(), &mut histogram()).is_err());
+        assert!(ledger.check(&swapped, Instant::now(), &mut latencies()).is_err());
 
         let (mut ledger, sent) = ledger_with(1, 10);
         let doubled = [&sent[..], &sent[..]].concat();
-        let err = ledger.check(&doubled, Instant::now(), &mut histogram()).unwrap_err();
+        let err = ledger.check(&doubled, Instant::now(), &mut latencies()).unwrap_err();
         assert!(err.to_string().contains("never sent"), "{err}");
     }
 
@@ -680,13 +679,13 @@ mod tests {
         let mut ledger = Ledger::new(0, 10, 1, Mode::Line);
         ledger.queue(1, Instant::now());
         let queued = unsent(&ledger);
-        assert!(ledger.check(&queued, Instant::now(), &mut histogram()).is_err());
+        assert!(ledger.check(&queued, Instant::now(), &mut latencies()).is_err());
     }
 
     #[test]
     fn slots_are_reused_across_the_end_of_the_ring() {
         let (mut ledger, _) = ledger_with(4, 10);
-        let mut latency = histogram();
+        let mut latency = latencies();
         for seq in 0..10 {
             // The oldest line in flight is echoed in two pieces, and a fresh one takes its slot;
             // what is owed runs past the end of the ring from the second round on.

@@ -20,7 +20,6 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 
 use super::config::BenchConfig;
-use super::distribution::Distribution;
 use super::payload::{SEQ_BYTES, stamp, template};
 use super::report::{BenchReport, Datagrams, Progress, Transport};
 use super::run::{BUDGET, Shared, quotas, supervise};
@@ -376,10 +375,7 @@ impl<'a> Flow<'a> {
             return Ok(());
         };
         self.waiting -= 1;
-        Distribution::record_in(
-            &mut self.shared.latency.borrow_mut(),
-            now.saturating_duration_since(sent_at),
-        );
+        self.shared.latency.borrow_mut().record(now.saturating_duration_since(sent_at));
         self.shared.lines.set(self.shared.lines.get() + 1);
         self.shared.bytes.set(self.shared.bytes.get() + size as u64);
         if !self.answered {
