@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{ECHO, connect};
-use rustix::process::{Pid, Signal, kill_process};
+use common::{ECHO, ServerProcess, connect};
+use rustix::process::Signal;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -18,31 +16,14 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// Runs `echo serve --listen 127.0.0.1:0 ARGS` through one session (two lines and the
 /// sentinel) and a SIGTERM, and returns every stderr line.
 fn session_log(args: &[&str], json: bool) -> Vec<String> {
-    let mut child: Child = Command::new(ECHO)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(if json { &["--log-format", "json"][..] } else { &[] })
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start echo serve");
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            tx.send(line).ok();
-        }
-    });
-    let mut log = Vec::new();
-    let wait_for = |pattern: &str, log: &mut Vec<String>| loop {
-        let line =
-            lines.recv_timeout(LIMIT).unwrap_or_else(|_| panic!("no line with {pattern:?} in {log:#?}"));
-        log.push(line.clone());
-        if line.contains(pattern) {
-            return line;
-        }
-    };
-    let listening = wait_for("listening on ", &mut log);
+    let mut command = Command::new(ECHO);
+    command.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    command.args(if json { &["--log-format", "json"][..] } else { &[] });
+    // Its listening lines are read here: in JSON they are objects.
+    let mut server = ServerProcess::start_command(&mut command, 0);
+    let listening = server
+        .wait_for_line("listening on ", LIMIT)
+        .unwrap_or_else(|| panic!("no listening line in {:#?}", server.log()));
     let addr = match json {
         true => serde_json::from_str::<Value>(&listening).unwrap()["addr"].as_str().unwrap().to_string(),
         false => listening.trim_start_matches("listening on ").to_string(),
@@ -53,17 +34,16 @@ fn session_log(args: &[&str], json: bool) -> Vec<String> {
     client.read_to_end(&mut echoed).unwrap();
     assert_eq!(echoed, b"a\r\nbb\r\n");
     if !args.contains(&"-q") {
-        wait_for("close ", &mut log);
+        server
+            .wait_for_line("close ", LIMIT)
+            .unwrap_or_else(|| panic!("no close line in {:#?}", server.log()));
     }
-    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "still running after SIGTERM: {log:#?}");
-        thread::sleep(Duration::from_millis(10));
-    }
-    reader.join().unwrap();
-    log.extend(lines.try_iter());
-    log
+    server.signal(Signal::TERM);
+    let exited = server.wait_exit(LIMIT);
+    assert!(exited.is_some(), "still running after SIGTERM: {:#?}", server.log());
+    // The last line; once it is read, the log is whole.
+    server.summary();
+    server.log()
 }
 
 /// Each line as a JSON object, checked for the members every line has.
